@@ -1,0 +1,1 @@
+"""Built-in exporters: one module per component type; each module defines ``FACTORY``."""

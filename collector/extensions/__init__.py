@@ -1,0 +1,1 @@
+"""Built-in extensions: one module per component type; each module defines ``FACTORY``."""

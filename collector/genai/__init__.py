@@ -1,0 +1,1 @@
+"""GenAI-specific logic shared by the processors: reading spans under every convention generation."""

@@ -1,0 +1,1 @@
+"""Built-in receivers: one module per component type; each module defines ``FACTORY``."""

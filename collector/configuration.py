@@ -158,7 +158,11 @@ def _join(path: str, key: str) -> str:
     return f"{path}::{key}" if path else key
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> CollectorConfig:
+def load_config(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    registry: Mapping[Kind, Mapping[str, Factory]] | None = None,
+) -> CollectorConfig:
     """Read, expand and validate a config file; raise :class:`ConfigError` listing every problem."""
     source = str(path)
     try:
@@ -167,13 +171,16 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError([f"{source}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{source}: cannot read: {exc}"]) from None
-    return parse_config(text, source, environ)
+    return parse_config(text, source, environ, registry)
 
 
 def parse_config(
-    text: str, source: str = "<config>", environ: Mapping[str, str] | None = None
+    text: str,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    registry: Mapping[Kind, Mapping[str, Factory]] | None = None,
 ) -> CollectorConfig:
-    """Validate YAML text; ``source`` prefixes every message."""
+    """Validate YAML text; ``source`` prefixes every message. ``registry`` defaults to the built-ins."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -191,10 +198,18 @@ def parse_config(
         if key not in _TOP_LEVEL:
             problems.append(f"{key}: unknown key (expected one of: {', '.join(_TOP_LEVEL)})")
 
-    registry = factories()
+    if registry is None:
+        registry = factories()
     components: dict[Kind, dict[str, ComponentSpec]] = {}
+    # Ids that are declared but invalid: already reported, so pipelines naming them add no second error.
+    declared_invalid: set[str] = set()
     for kind in Kind:
-        components[kind] = _load_section(kind, raw.get(kind.value), registry[kind], problems)
+        section = raw.get(kind.value)
+        components[kind] = _load_section(kind, section, registry[kind], problems)
+        if isinstance(section, dict):
+            declared_invalid.update(
+                f"{kind.value}::{key}" for key in section if str(key) not in components[kind]
+            )
 
     service: ServiceSettings | None = None
     raw_service = raw.get("service")
@@ -209,7 +224,7 @@ def parse_config(
             if name not in components[Kind.EXTENSION]:
                 problems.append(f"service::extensions: {name!r} is not defined under `extensions`")
         for pipeline_id, settings in service.pipelines.items():
-            spec = _check_pipeline(pipeline_id, settings, components, problems)
+            spec = _check_pipeline(pipeline_id, settings, components, declared_invalid, problems)
             if spec is not None:
                 pipelines.append(spec)
 
@@ -347,6 +362,7 @@ def _check_pipeline(
     pipeline_id: str,
     settings: PipelineSettings,
     components: Mapping[Kind, Mapping[str, ComponentSpec]],
+    declared_invalid: set[str],
     problems: list[str],
 ) -> PipelineSpec | None:
     path = f"service::pipelines::{pipeline_id}"
@@ -371,7 +387,9 @@ def _check_pipeline(
                 continue
             seen.add(name)
             spec = components[kind].get(name)
-            if spec is None:
+            if spec is None and f"{kind.value}::{name}" in declared_invalid:
+                ok = False
+            elif spec is None:
                 problems.append(f"{where}: {name!r} is not defined under `{kind.value}`")
                 ok = False
             elif signal not in spec.factory.signals:

@@ -1,0 +1,1 @@
+"""Provider parsers: bytes in, attributes out. No OpenTelemetry calls here."""

@@ -1,0 +1,135 @@
+"""Tees of a response's byte stream: the SDK reads the same bytes; we time and scan them on the way.
+
+The wrapper replaces `response.stream` on the SDK's own response object (nothing else changes). It
+ends the call exactly once on every path:
+
+- the body read to its end                  -> normal end
+- an exception from the network mid-body    -> error.type = the exception's class, re-raised unchanged
+- `response.close()` / `aclose()` (SDK `close()`, `with` exit, early `break` then close) -> normal end
+- the stream dropped without close: the generator is closed by the garbage collector, or the wrapper
+  is collected unread (weakref.finalize) -> end with `otel_llm.stream.abandoned=true`
+
+Per piece of body: one `perf_counter()`, two `bytes.count` for the SSE event count, and the provider
+scanner's byte tests; only events that carry ids, usage, finish reasons or errors are JSON-decoded.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from time import perf_counter
+from typing import Any
+
+from otel_llm._call import LLMCall
+
+_EVENT = b"\ndata:"
+
+
+def _abandon(call: LLMCall) -> None:
+    call.end(abandoned=True)
+
+
+def _count_events(call: LLMCall, tail: bytes, data: bytes) -> bytes:
+    """Adds the SSE data events that start in `data` to `call.chunks`; returns the new tail."""
+    n = data.count(_EVENT) + (tail + data[:5]).count(_EVENT)
+    if n:
+        call.chunks += n
+    return data[-5:] if len(data) >= 5 else (tail + data)[-5:]
+
+
+class _TeeBase:
+    # No __slots__: the concrete classes also derive from the HTTP library's byte-stream base class
+    # (see `_transport.tee_classes`), which the library checks with isinstance().
+
+    def __init__(self, inner: Any, call: LLMCall) -> None:
+        self._inner = inner
+        self._call = call
+        fin = weakref.finalize(self, _abandon, call)
+        fin.atexit = False
+        self._finalizer = fin
+
+    @property
+    def elapsed(self) -> Any:
+        # httpx/httpx2 read `response.stream.elapsed` for `response.elapsed`.
+        return getattr(self._inner, "elapsed", None)
+
+    def _done(
+        self, error_type: str | None = None, exc: BaseException | None = None, abandoned: bool = False
+    ) -> None:
+        self._finalizer.detach()
+        self._call.end(error_type=error_type, exc=exc, abandoned=abandoned)
+
+
+class SyncTee(_TeeBase):
+    """For `httpx.SyncByteStream` / `httpx2.SyncByteStream`."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        call = self._call
+        parser = call.parser
+        keep = call.keep if parser is None else None
+        sse = call.sse
+        tail = b"\n"
+        try:
+            for data in self._inner:
+                if data:
+                    now = perf_counter()
+                    if sse:
+                        if not call.first_chunk:
+                            call.first_chunk = now
+                        call.last_chunk = now
+                        tail = _count_events(call, tail, data)
+                        parser.feed(data)
+                    elif keep is not None:
+                        keep(data)
+                yield data
+        except GeneratorExit:
+            # Closed without close() on the response: the stream was dropped and collected.
+            self._done(abandoned=not call.ended)
+            raise
+        except BaseException as exc:
+            self._done(error_type=type(exc).__qualname__, exc=exc)
+            raise
+        self._done()
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._done()
+
+
+class AsyncTee(_TeeBase):
+    """For `httpx.AsyncByteStream` / `httpx2.AsyncByteStream`."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        call = self._call
+        parser = call.parser
+        keep = call.keep if parser is None else None
+        sse = call.sse
+        tail = b"\n"
+        try:
+            async for data in self._inner:
+                if data:
+                    now = perf_counter()
+                    if sse:
+                        if not call.first_chunk:
+                            call.first_chunk = now
+                        call.last_chunk = now
+                        tail = _count_events(call, tail, data)
+                        parser.feed(data)
+                    elif keep is not None:
+                        keep(data)
+                yield data
+        except GeneratorExit:
+            self._done(abandoned=not call.ended)
+            raise
+        except BaseException as exc:
+            self._done(error_type=type(exc).__qualname__, exc=exc)
+            raise
+        self._done()
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._done()

@@ -95,12 +95,12 @@ class Upstream:
 
     attributes: dict[str, UpstreamAttribute] = field(default_factory=dict)
     metrics: dict[str, UpstreamMetric] = field(default_factory=dict)
-    events: set[str] = field(default_factory=set)
+    events: dict[str, str] = field(default_factory=dict)  # name -> brief
     spans: set[str] = field(default_factory=set)
 
     def names(self) -> set[str]:
         """All attribute, metric, event and span names."""
-        return set(self.attributes) | set(self.metrics) | self.events | self.spans
+        return set(self.attributes) | set(self.metrics) | set(self.events) | self.spans
 
 
 def _one_line(text: Any) -> str:
@@ -164,7 +164,7 @@ def load_upstream(folder: Path) -> Upstream:
         for spec in data.get("metrics", []) or []:
             _index_metric(index, str(spec["name"]), spec)
         for spec in data.get("events", []) or []:
-            index.events.add(str(spec["name"]))
+            index.events.setdefault(str(spec["name"]), _one_line(spec.get("brief")))
         for spec in data.get("spans", []) or []:
             index.spans.add(str(spec["type"]))
         for group in data.get("groups", []) or []:
@@ -175,7 +175,7 @@ def load_upstream(folder: Path) -> Upstream:
             if kind == "metric":
                 _index_metric(index, str(group["metric_name"]), group)
             elif kind == "event":
-                index.events.add(str(group.get("name", group["id"])))
+                index.events.setdefault(str(group.get("name", group["id"])), _one_line(group.get("brief")))
             elif kind == "span" and str(group["id"]).startswith("span."):
                 index.spans.add(str(group["id"])[len("span.") :])
     return index
@@ -230,11 +230,25 @@ class Metric:
 
 
 @dataclass
+class Event:
+    """A resolved log event of our model."""
+
+    name: str
+    brief: str
+    stability: str
+    origin: str  # "upstream", "later", "alias" or "otel_llm"
+    source: str
+    note: str = ""
+    obsolete: bool = False
+
+
+@dataclass
 class Model:
     """Everything the writers need, in a stable order."""
 
     attributes: dict[str, Attribute]
     metrics: dict[str, Metric]
+    events: dict[str, Event] = field(default_factory=dict)
 
 
 def _otel_llm_annotations(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,6 +290,7 @@ class _Loader:
         self.upstream = upstream
         self.attributes: dict[str, Attribute] = {}
         self.metrics: dict[str, Metric] = {}
+        self.events: dict[str, Event] = {}
         self.groups: dict[str, list[str]] = {}
         self.pending_metric_groups: list[tuple[str, Mapping[str, Any]]] = []
 
@@ -292,6 +307,8 @@ class _Loader:
                     entries.extend((path.name, where, spec) for spec in specs)
                 elif kind == "metric":
                     self.pending_metric_groups.append((path.name, group))
+                elif kind == "event":
+                    self._event(path.name, group, where)
                 else:
                     raise ModelError(f"{where}: unsupported group type {kind!r}")
         # An attribute is declared once: by its definition or by the one `ref:` that carries extensions;
@@ -307,7 +324,39 @@ class _Loader:
             self._metric(filename, group)
         self._check_renames()
         return Model(
-            attributes=dict(sorted(self.attributes.items())), metrics=dict(sorted(self.metrics.items()))
+            attributes=dict(sorted(self.attributes.items())),
+            metrics=dict(sorted(self.metrics.items())),
+            events=dict(sorted(self.events.items())),
+        )
+
+    def _event(self, filename: str, group: Mapping[str, Any], where: str) -> None:
+        name = str(group["name"])
+        reason, _, note = _deprecation(group, where)
+        if reason == "renamed":
+            raise ModelError(f"{where}: events can only be obsoleted, not renamed")
+        if _otel_llm_annotations(group).get("upstream"):
+            if name not in self.upstream.events:
+                raise ModelError(f"{where}: event {name} is marked upstream but is not in the upstream model")
+            origin, brief = "upstream", _one_line(group.get("brief")) or self.upstream.events[name]
+        else:
+            if name in self.upstream.events:
+                raise ModelError(
+                    f"{where}: event {name} is defined upstream; set annotations.otel_llm.upstream"
+                )
+            if name.startswith("gen_ai.") and filename not in (LATER_UPSTREAM_FILE, FIELD_ALIASES_FILE):
+                raise ModelError(f"{where}: new gen_ai.* events belong in {LATER_UPSTREAM_FILE} only")
+            origin = {LATER_UPSTREAM_FILE: "later", FIELD_ALIASES_FILE: "alias"}.get(filename, "otel_llm")
+            brief = _one_line(group.get("brief"))
+        if name in self.events:
+            raise ModelError(f"{where}: event {name} is declared twice")
+        self.events[name] = Event(
+            name=name,
+            brief=brief,
+            stability=str(group.get("stability", "development")),
+            origin=origin,
+            source=filename,
+            note=note,
+            obsolete=reason == "obsoleted",
         )
 
     def _attribute(self, filename: str, spec: Mapping[str, Any], where: str) -> str:
@@ -805,6 +854,43 @@ def _tuple_lines(target: str, values: Sequence[float]) -> list[str]:
     return [f"{target} = (", *(f"    {_float_literal(v)}," for v in values), ")"]
 
 
+def render_events(model: Model) -> str:
+    """The text of `otel_llm/conventions/events.py`."""
+    lines = [
+        HEADER.rstrip("\n"),
+        *_module_docstring(
+            """Log event names otel-llm emits or reads (the constant is the event name upper-cased, `.` -> `_`).
+
+`OBSOLETE_EVENTS` lists the legacy content events that old senders still emit; their content now travels in
+the gen_ai.system_instructions / gen_ai.input.messages / gen_ai.output.messages attributes.
+Sources: semconv/model/*.yaml; reference: docs/conventions.md.
+"""
+        ),
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Final",
+    ]
+    exported: list[str] = []
+    for event in model.events.values():
+        if event.origin == "alias":
+            continue
+        const = constant_name(event.name)
+        exported.append(const)
+        lines.append("")
+        lines.extend(_comment(f"{event.brief} ({_origin_text(event.origin)})"))
+        if event.obsolete:
+            lines.extend(_comment(f"Deprecated: {event.note}"))
+        lines.extend(_assign(f"{const}: Final", py_str(event.name)))
+    obsolete = ", ".join(py_str(e.name) for e in model.events.values() if e.obsolete)
+    lines.append("")
+    lines.extend(_comment("Legacy content events (including pre-1.28 span events) a receiver may still see."))
+    lines.extend(_frozenset_lines("OBSOLETE_EVENTS: Final[frozenset[str]]", obsolete))
+    exported.append("OBSOLETE_EVENTS")
+    lines.extend(["", _all_lines(exported)])
+    return "\n".join(lines) + "\n"
+
+
 def render_init() -> str:
     """The text of `otel_llm/conventions/__init__.py`."""
     return (
@@ -825,9 +911,9 @@ Import the submodules, not names from this package: an attribute and a metric ma
     )
 """
 
-from otel_llm.conventions import attributes, metrics
+from otel_llm.conventions import attributes, events, metrics
 
-__all__ = ["attributes", "metrics"]
+__all__ = ["attributes", "events", "metrics"]
 '''
     )
 
@@ -902,6 +988,12 @@ def render_docs(model: Model) -> str:
             f"| `{metric.name}` | {metric.instrument} | `{_md(metric.unit)}` | {buckets} | "
             f"{_origin_text(metric.origin)} | {metric.stability} | {attrs} | {_md(brief)} |"
         )
+    out += ["", "## Events", "", "| event | origin | stability | brief |", "|---|---|---|---|"]
+    for event in model.events.values():
+        brief = f"**Obsolete:** {event.note} {event.brief}" if event.obsolete else event.brief
+        out.append(
+            f"| `{event.name}` | {_origin_text(event.origin)} | {event.stability} | {_md(brief.strip())} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -915,6 +1007,7 @@ def render_all(upstream_dir: Path, model_dir: Path = MODEL_DIR) -> dict[Path, st
         Path("otel_llm/conventions/__init__.py"): render_init(),
         Path("otel_llm/conventions/attributes.py"): render_attributes(model),
         Path("otel_llm/conventions/metrics.py"): render_metrics(model),
+        Path("otel_llm/conventions/events.py"): render_events(model),
         Path("docs/conventions.md"): render_docs(model),
     }
 
@@ -929,6 +1022,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_UPSTREAM,
         help="folder with the upstream semantic-convention model files (default: %(default)s)",
     )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=REPO_ROOT,
+        help="checkout to write into or check (default: this repository)",
+    )
     args = parser.parse_args(argv)
     try:
         outputs = render_all(args.upstream)
@@ -937,7 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     stale = []
     for relative, text in outputs.items():
-        path = REPO_ROOT / relative
+        path = args.root / relative
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue

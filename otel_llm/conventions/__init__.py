@@ -15,6 +15,6 @@ Import the submodules, not names from this package: an attribute and a metric ma
     )
 """
 
-from otel_llm.conventions import attributes, metrics
+from otel_llm.conventions import attributes, events, metrics
 
-__all__ = ["attributes", "metrics"]
+__all__ = ["attributes", "events", "metrics"]

@@ -43,6 +43,9 @@ GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 #: The data source identifier. (string; upstream)
 GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
 
+#: The number of dimensions the resulting output embeddings should have. (int; upstream)
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+
 #: A free-form explanation for the assigned score provided by the evaluator. (string; upstream)
 GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
 
@@ -627,6 +630,7 @@ __all__ = [
     "GEN_AI_COMPLETION",
     "GEN_AI_CONVERSATION_ID",
     "GEN_AI_DATA_SOURCE_ID",
+    "GEN_AI_EMBEDDINGS_DIMENSION_COUNT",
     "GEN_AI_EVALUATION_EXPLANATION",
     "GEN_AI_EVALUATION_NAME",
     "GEN_AI_EVALUATION_SCORE_LABEL",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -18,13 +19,14 @@ from opentelemetry._logs import Logger
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from otel_llm import _semconv as names
 from otel_llm._config import NativeSpans, Settings
 from otel_llm._instruments import Instruments
 from otel_llm._providers import anthropic as anth
 from otel_llm._providers import openai as oai
 from otel_llm._providers._common import Result, error_code, loads, truncate
 from otel_llm._providers.compat import ANTHROPIC_MESSAGES, Endpoint, recognise
+from otel_llm.conventions import attributes as names
+from otel_llm.conventions import events
 from otel_llm.feedback import remember
 
 logger = logging.getLogger("otel_llm")
@@ -58,11 +60,15 @@ class Runtime:
         self.instruments = instruments
         self.settings = settings
 
-    def count_error(self, where: str) -> None:
-        """Counts and logs (debug) an exception of ours; never raises."""
+    def count_error(self, where: str, provider: str | None = None) -> None:
+        """Counts and logs (debug) the exception being handled, one of ours; never raises."""
         try:
             logger.debug("otel-llm: error in %s", where, exc_info=True)
-            self.instruments.errors.add(1, {"otel_llm.where": where})
+            exc = sys.exc_info()[1]
+            labels = {names.ERROR_TYPE: type(exc).__qualname__ if exc is not None else "_OTHER"}
+            if provider is not None:
+                labels[names.GEN_AI_PROVIDER_NAME] = provider
+            self.instruments.errors.add(1, labels)
         except Exception:  # pragma: no cover - the metrics API itself failed
             pass
 
@@ -241,7 +247,7 @@ class LLMCall:
         try:
             self._finish(now, error_type, exc, abandoned)
         except Exception:
-            self.rt.count_error("end")
+            self.rt.count_error("end", self.endpoint.provider)
         finally:
             if span is not None:
                 span.end()
@@ -317,6 +323,8 @@ class LLMCall:
                 out[names.OTEL_LLM_STREAM_TIME_TO_LAST_CHUNK] = self.last_chunk - self.start
         if abandoned:
             out[names.OTEL_LLM_STREAM_ABANDONED] = True
+        if error_type is None and r.input_tokens is None and r.output_tokens is None:
+            out[names.OTEL_LLM_USAGE_MISSING] = True
         if own:
             # The SDK's own span already has these (and its own error handling).
             if r.response_id is not None:
@@ -327,7 +335,7 @@ class LLMCall:
                 (names.GEN_AI_USAGE_INPUT_TOKENS, r.input_tokens),
                 (names.GEN_AI_USAGE_OUTPUT_TOKENS, r.output_tokens),
                 (names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, r.cache_read),
-                (names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, r.cache_write),
+                (names.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, r.cache_write),
                 (names.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, r.reasoning),
             ):
                 if value is not None:
@@ -343,9 +351,6 @@ class LLMCall:
                 span.set_status(Status(StatusCode.ERROR, error_type))
             if self.rt.settings.content_on_span and r.output_messages:
                 self._set_json(span, names.GEN_AI_OUTPUT_MESSAGES, r.output_messages)
-        elif r.cache_write is not None:
-            # anthropic 2.x names it cache_write; add the conventions' name we emit elsewhere.
-            out[names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = r.cache_write
         span.set_attributes(out)
 
     def _emit_event(self, attrs: dict[str, Any], error_type: str | None) -> None:
@@ -369,7 +374,7 @@ class LLMCall:
                 event_attrs[key] = truncate(text, limit)
         context = trace.set_span_in_context(self.span) if self.span is not None else None
         self.rt.event_logger.emit(
-            event_name=names.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,
+            event_name=events.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,
             attributes=event_attrs,
             context=context,
         )

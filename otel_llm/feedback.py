@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from otel_llm import _semconv as names
+from otel_llm.conventions import attributes as names
 
 __all__ = ["CallIds", "current_call", "last_call"]
 

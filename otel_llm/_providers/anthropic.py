@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_llm import _semconv as names
 from otel_llm._providers._common import JSON, Result, SseScanner, as_int, get
+from otel_llm.conventions import attributes as names
 
 _FINISH_TO_SCHEMA = {
     "end_turn": "stop",

@@ -227,6 +227,7 @@ class Metric:
     buckets: tuple[float, ...] | None
     attributes: tuple[str, ...]
     renamed_to: str | None = None
+    note: str = ""
 
 
 @dataclass
@@ -464,7 +465,7 @@ class _Loader:
             raise ModelError(f"{where}: {name} needs a brief")
         if name in self.metrics:
             raise ModelError(f"{where}: metric {name} is declared twice")
-        reason, renamed_to, _ = _deprecation(group, where)
+        reason, renamed_to, deprecation_note = _deprecation(group, where)
         if reason == "obsoleted":
             raise ModelError(f"{where}: only renamed metrics are supported")
         attributes: list[str] = []
@@ -492,6 +493,7 @@ class _Loader:
             buckets=_buckets(ext.get("buckets"), where),
             attributes=tuple(dict.fromkeys(attributes)),
             renamed_to=renamed_to,
+            note=_one_line(group.get("note")) or deprecation_note,
         )
 
     def _check_renames(self) -> None:
@@ -948,6 +950,8 @@ def render_docs(model: Model) -> str:
         brief = attr.brief
         if attr.values:
             brief += " Values: " + ", ".join(f"`{v}`" for v, _ in attr.values) + "."
+        if attr.origin == "later" and attr.note:
+            brief += f" *{attr.note}*"
         out.append(
             f"| `{attr.name}` | {attr.type} | {_origin_text(attr.origin)} | {attr.stability} | {_md(brief)} |"
         )
@@ -984,6 +988,8 @@ def render_docs(model: Model) -> str:
         brief = metric.brief
         if metric.renamed_to:
             brief = f"**Renamed to `{metric.renamed_to}`.** " + brief
+        if metric.note and metric.origin != "upstream":
+            brief += f" *{metric.note}*"
         out.append(
             f"| `{metric.name}` | {metric.instrument} | `{_md(metric.unit)}` | {buckets} | "
             f"{_origin_text(metric.origin)} | {metric.stability} | {attrs} | {_md(brief)} |"

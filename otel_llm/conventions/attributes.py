@@ -172,7 +172,7 @@ GEN_AI_SYSTEM: Final = "gen_ai.system"
 #: upstream)
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 
-#: Modality of the counted tokens; required on the gen_ai.client.inference.usage.* counters (PR (enum; later
+#: Modality of the counted tokens; required on the gen_ai.client.inference.usage.* counters. (enum; later
 #: upstream work)
 GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
 
@@ -206,13 +206,13 @@ GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_t
 #: Deprecated: renamed to gen_ai.usage.output_tokens.
 GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
 
-#: Cost of the operation in gen_ai.usage.cost.currency (PR (double; later upstream work)
+#: Cost of the operation in gen_ai.usage.cost.currency. (double; later upstream work)
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
 
-#: ISO 4217 currency code of gen_ai.usage.cost.amount (PR (string; later upstream work)
+#: ISO 4217 currency code of gen_ai.usage.cost.amount. (string; later upstream work)
 GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
 
-#: Where gen_ai.usage.cost.amount came from (PR (enum; later upstream work)
+#: Where gen_ai.usage.cost.amount came from. (enum; later upstream work)
 GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
 
 #: The number of tokens used in the GenAI input (prompt). (int; upstream)

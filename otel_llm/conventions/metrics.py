@@ -38,9 +38,7 @@ class MetricSpec:
 #: histogram, later upstream work.
 GEN_AI_CLIENT_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
 GEN_AI_CLIENT_INFERENCE_DURATION_UNIT: Final = "s"
-GEN_AI_CLIENT_INFERENCE_DURATION_DESCRIPTION: Final = (
-    "Duration of a GenAI inference operation; replaces gen_ai.client.operation.duration for inference (M)."
-)
+GEN_AI_CLIENT_INFERENCE_DURATION_DESCRIPTION: Final = "Duration of a GenAI inference operation."
 GEN_AI_CLIENT_INFERENCE_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.01,
     0.02,
@@ -61,7 +59,7 @@ GEN_AI_CLIENT_INFERENCE_DURATION_BUCKETS: Final[tuple[float, ...]] = (
 #: histogram, later upstream work.
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_UNIT: Final = "{token}"
-GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_DESCRIPTION: Final = "Input tokens per inference operation (PR"
+GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_DESCRIPTION: Final = "Input tokens per inference operation."
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_BUCKETS: Final[tuple[float, ...]] = (
     1.0,
     4.0,
@@ -82,9 +80,7 @@ GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_BUCKETS: Final[tuple[float, ...]]
 #: histogram, later upstream work.
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_UNIT: Final = "{token}"
-GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_DESCRIPTION: Final = (
-    "Output tokens per inference operation (PR"
-)
+GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_DESCRIPTION: Final = "Output tokens per inference operation."
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_BUCKETS: Final[tuple[float, ...]] = (
     1.0,
     4.0,
@@ -106,7 +102,7 @@ GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_BUCKETS: Final[tuple[float, ...]
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.inference.time_per_output_chunk"
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_UNIT: Final = "s"
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_DESCRIPTION: Final = (
-    "Time between consecutive chunks of a streaming inference response, per chunk after the first (M)."
+    "Time between consecutive chunks of a streaming inference response, per chunk after the first."
 )
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_BUCKETS: Final[tuple[float, ...]] = (
     0.01,
@@ -129,8 +125,7 @@ GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_BUCKETS: Final[tuple[float, ...]] 
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_UNIT: Final = "s"
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_DESCRIPTION: Final = (
-    "Time from issuing a streaming inference request to receiving the first chunk (renamed from "
-    "gen_ai.client.operation.*, M)."
+    "Time from issuing a streaming inference request to receiving the first chunk."
 )
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_BUCKETS: Final[tuple[float, ...]] = (
     0.01,
@@ -155,7 +150,7 @@ GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS: Final = (
 )
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS_DESCRIPTION: Final = (
-    "Input tokens served from a provider cache, by modality (PR"
+    "Input tokens served from a provider cache, by modality."
 )
 
 #: counter, later upstream work.
@@ -164,21 +159,21 @@ GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = (
 )
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS_DESCRIPTION: Final = (
-    "Input tokens written to a provider cache, by modality (PR"
+    "Input tokens written to a provider cache, by modality."
 )
 
 #: counter, later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS_DESCRIPTION: Final = (
-    "Input tokens used by inference operations, by modality (replaces gen_ai.client.token.usage, PR"
+    "Input tokens used by inference operations, by modality."
 )
 
 #: counter, later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS_DESCRIPTION: Final = (
-    "Output tokens used by inference operations, by modality (PR"
+    "Output tokens used by inference operations, by modality."
 )
 
 #: counter, later upstream work.
@@ -187,13 +182,13 @@ GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS: Final = (
 )
 GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS_DESCRIPTION: Final = (
-    "Output tokens used for reasoning, by modality (PR"
+    "Output tokens used for reasoning, by modality."
 )
 
 #: histogram, later upstream work.
 GEN_AI_CLIENT_OPERATION_COST: Final = "gen_ai.client.operation.cost"
 GEN_AI_CLIENT_OPERATION_COST_UNIT: Final = "{currency}"
-GEN_AI_CLIENT_OPERATION_COST_DESCRIPTION: Final = "Cost per GenAI operation (PR"
+GEN_AI_CLIENT_OPERATION_COST_DESCRIPTION: Final = "Cost per GenAI operation."
 
 #: histogram, upstream.
 GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

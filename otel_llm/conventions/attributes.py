@@ -18,6 +18,9 @@ from typing import Final
 #: prevent unwanted behavior from model responses or user messages. (string; upstream)
 AWS_BEDROCK_GUARDRAIL_ID: Final = "aws.bedrock.guardrail.id"
 
+#: Signal of an exporter's sending queue, as the Collector's exporterhelper records it. (enum; otel-llm)
+DATA_TYPE: Final = "data_type"
+
 #: Provider error code, exception class or another low-cardinality id; `_OTHER` as the fallback. (string; core
 #: registry)
 ERROR_TYPE: Final = "error.type"
@@ -306,6 +309,20 @@ SERVER_PORT: Final = "server.port"
 
 #: Transport the receiver got the data on. (string; otel-llm)
 TRANSPORT: Final = "transport"
+
+
+class DataTypeValues:
+    """Values of `data_type`."""
+
+    #: Traces.
+    TRACES: Final = "traces"
+    #: Metrics.
+    METRICS: Final = "metrics"
+    #: Logs.
+    LOGS: Final = "logs"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({TRACES, METRICS, LOGS})
 
 
 class GenAiOperationNameValues:
@@ -623,6 +640,7 @@ VALUE_RENAMES: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
 __all__ = [
     "ATTRIBUTE_RENAMES",
     "AWS_BEDROCK_GUARDRAIL_ID",
+    "DATA_TYPE",
     "ERROR_TYPE",
     "EXPORTER",
     "GEN_AI_AGENT_ID",
@@ -716,6 +734,7 @@ __all__ = [
     "TOKEN_TYPE_VALUE_RENAMES",
     "TRANSPORT",
     "VALUE_RENAMES",
+    "DataTypeValues",
     "GenAiOperationNameValues",
     "GenAiOutputTypeValues",
     "GenAiProviderNameValues",

@@ -593,18 +593,18 @@ OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS: Final = "otelcol.exporter.enqueue_failed_
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS_UNIT: Final = "{span}"
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS_DESCRIPTION: Final = "Spans dropped because the sending queue was full."
 
-#: updowncounter, otel-llm.
+#: gauge, otel-llm.
 OTELCOL_EXPORTER_QUEUE_CAPACITY: Final = "otelcol.exporter.queue_capacity"
-OTELCOL_EXPORTER_QUEUE_CAPACITY_UNIT: Final = "{request}"
+OTELCOL_EXPORTER_QUEUE_CAPACITY_UNIT: Final = "{batch}"
 OTELCOL_EXPORTER_QUEUE_CAPACITY_DESCRIPTION: Final = (
-    "Fixed capacity of the sending queue, in the queue's sizer unit."
+    "Fixed capacity of the sending queue, in batches (requests) as the Collector counts it."
 )
 
-#: updowncounter, otel-llm.
+#: gauge, otel-llm.
 OTELCOL_EXPORTER_QUEUE_SIZE: Final = "otelcol.exporter.queue_size"
-OTELCOL_EXPORTER_QUEUE_SIZE_UNIT: Final = "{request}"
+OTELCOL_EXPORTER_QUEUE_SIZE_UNIT: Final = "{batch}"
 OTELCOL_EXPORTER_QUEUE_SIZE_DESCRIPTION: Final = (
-    "Current size of the sending queue, in the queue's sizer unit."
+    "Current size of the sending queue, in batches (requests) as the Collector counts it."
 )
 
 #: counter, otel-llm.
@@ -1317,20 +1317,20 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
         ),
         OTELCOL_EXPORTER_QUEUE_CAPACITY: MetricSpec(
             name=OTELCOL_EXPORTER_QUEUE_CAPACITY,
-            instrument="updowncounter",
+            instrument="gauge",
             unit=OTELCOL_EXPORTER_QUEUE_CAPACITY_UNIT,
             description=OTELCOL_EXPORTER_QUEUE_CAPACITY_DESCRIPTION,
             buckets=None,
-            attributes=("exporter", "otel.signal"),
+            attributes=("exporter", "data_type"),
             stability="development",
         ),
         OTELCOL_EXPORTER_QUEUE_SIZE: MetricSpec(
             name=OTELCOL_EXPORTER_QUEUE_SIZE,
-            instrument="updowncounter",
+            instrument="gauge",
             unit=OTELCOL_EXPORTER_QUEUE_SIZE_UNIT,
             description=OTELCOL_EXPORTER_QUEUE_SIZE_DESCRIPTION,
             buckets=None,
-            attributes=("exporter", "otel.signal"),
+            attributes=("exporter", "data_type"),
             stability="development",
         ),
         OTELCOL_EXPORTER_SEND_FAILED_METRIC_POINTS: MetricSpec(

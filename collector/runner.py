@@ -55,6 +55,8 @@ def _run_one(config: CollectorConfig, worker_index: int | None) -> int:
     if worker_index is not None:
         instance += f"-w{worker_index}"
     service = Service(config, instance_id=instance)
+    # Workers share the listening ports; the receivers read this before binding.
+    service.host.shared["collector.runner.reuse_port"] = worker_index is not None
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -136,7 +136,7 @@ class Service:
                 started.append((name, component))
         except Exception:
             for _, component in reversed(started):
-                _quietly(lambda c=component: c.shutdown(1.0))
+                _quietly(component.shutdown, 1.0)
             self._stop_self_metrics()
             self.status_holder.status = ServiceStatus.STOPPED
             raise
@@ -231,8 +231,8 @@ class _StatusHolder:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
-def _quietly(action: Callable[[], object]) -> None:
+def _quietly(action: Callable[[float], object], timeout_s: float) -> None:
     try:
-        action()
+        action(timeout_s)
     except Exception:  # best effort while unwinding a failed start
         logging.getLogger(__name__).debug("ignored error during cleanup", exc_info=True)

@@ -788,7 +788,7 @@ Sources: semconv/model/*.yaml; reference: docs/conventions.md.
         const = constant_name(metric.name)
         exported += [const, f"{const}_UNIT", f"{const}_DESCRIPTION"]
         lines.append("")
-        lines.extend(_comment(f"{metric.instrument}, {_origin_text(metric.origin)}."))
+        lines.extend(_comment(f"{metric.instrument} in {metric.unit}; {_origin_text(metric.origin)}."))
         if metric.renamed_to:
             lines.extend(_comment(f"Deprecated: renamed to {metric.renamed_to}."))
         lines.extend(_assign(f"{const}: Final", py_str(metric.name)))

@@ -35,7 +35,7 @@ class MetricSpec:
     stability: str
 
 
-#: histogram, later upstream work.
+#: histogram in s; later upstream work.
 GEN_AI_CLIENT_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
 GEN_AI_CLIENT_INFERENCE_DURATION_UNIT: Final = "s"
 GEN_AI_CLIENT_INFERENCE_DURATION_DESCRIPTION: Final = "Duration of a GenAI inference operation."
@@ -56,7 +56,7 @@ GEN_AI_CLIENT_INFERENCE_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     81.92,
 )
 
-#: histogram, later upstream work.
+#: histogram in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_DESCRIPTION: Final = "Input tokens per inference operation."
@@ -77,7 +77,7 @@ GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS_BUCKETS: Final[tuple[float, ...]]
     67108864.0,
 )
 
-#: histogram, later upstream work.
+#: histogram in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_DESCRIPTION: Final = "Output tokens per inference operation."
@@ -98,7 +98,7 @@ GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS_BUCKETS: Final[tuple[float, ...]
     67108864.0,
 )
 
-#: histogram, later upstream work.
+#: histogram in s; later upstream work.
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.inference.time_per_output_chunk"
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_UNIT: Final = "s"
 GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_DESCRIPTION: Final = (
@@ -121,7 +121,7 @@ GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK_BUCKETS: Final[tuple[float, ...]] 
     81.92,
 )
 
-#: histogram, later upstream work.
+#: histogram in s; later upstream work.
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_UNIT: Final = "s"
 GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_DESCRIPTION: Final = (
@@ -144,7 +144,7 @@ GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK_BUCKETS: Final[tuple[float, ...]] = 
     81.92,
 )
 
-#: counter, later upstream work.
+#: counter in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS: Final = (
     "gen_ai.client.inference.usage.cache_read.input_tokens"
 )
@@ -153,7 +153,7 @@ GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS_DESCRIPTION: Final = (
     "Input tokens served from a provider cache, by modality."
 )
 
-#: counter, later upstream work.
+#: counter in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = (
     "gen_ai.client.inference.usage.cache_write.input_tokens"
 )
@@ -162,21 +162,21 @@ GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS_DESCRIPTION: Final = (
     "Input tokens written to a provider cache, by modality."
 )
 
-#: counter, later upstream work.
+#: counter in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS_DESCRIPTION: Final = (
     "Input tokens used by inference operations, by modality."
 )
 
-#: counter, later upstream work.
+#: counter in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS_UNIT: Final = "{token}"
 GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS_DESCRIPTION: Final = (
     "Output tokens used by inference operations, by modality."
 )
 
-#: counter, later upstream work.
+#: counter in {token}; later upstream work.
 GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS: Final = (
     "gen_ai.client.inference.usage.reasoning.output_tokens"
 )
@@ -185,12 +185,12 @@ GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS_DESCRIPTION: Final = (
     "Output tokens used for reasoning, by modality."
 )
 
-#: histogram, later upstream work.
+#: histogram in {currency}; later upstream work.
 GEN_AI_CLIENT_OPERATION_COST: Final = "gen_ai.client.operation.cost"
 GEN_AI_CLIENT_OPERATION_COST_UNIT: Final = "{currency}"
 GEN_AI_CLIENT_OPERATION_COST_DESCRIPTION: Final = "Cost per GenAI operation."
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 GEN_AI_CLIENT_OPERATION_DURATION_UNIT: Final = "s"
 GEN_AI_CLIENT_OPERATION_DURATION_DESCRIPTION: Final = "GenAI operation duration."
@@ -211,7 +211,7 @@ GEN_AI_CLIENT_OPERATION_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     81.92,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 #: Deprecated: renamed to gen_ai.client.inference.time_per_output_chunk.
 GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
 GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_UNIT: Final = "s"
@@ -236,7 +236,7 @@ GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_BUCKETS: Final[tuple[float, ...]] 
     81.92,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 #: Deprecated: renamed to gen_ai.client.inference.time_to_first_chunk.
 GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_UNIT: Final = "s"
@@ -261,7 +261,7 @@ GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_BUCKETS: Final[tuple[float, ...]] = 
     81.92,
 )
 
-#: histogram, upstream.
+#: histogram in {token}; upstream.
 GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 GEN_AI_CLIENT_TOKEN_USAGE_UNIT: Final = "{token}"
 GEN_AI_CLIENT_TOKEN_USAGE_DESCRIPTION: Final = "Number of input and output tokens used."
@@ -282,7 +282,7 @@ GEN_AI_CLIENT_TOKEN_USAGE_BUCKETS: Final[tuple[float, ...]] = (
     67108864.0,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
 GEN_AI_EXECUTE_TOOL_DURATION_UNIT: Final = "s"
 GEN_AI_EXECUTE_TOOL_DURATION_DESCRIPTION: Final = "The duration of a single tool execution."
@@ -303,7 +303,7 @@ GEN_AI_EXECUTE_TOOL_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     81.92,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
 GEN_AI_INVOKE_AGENT_DURATION_UNIT: Final = "s"
 GEN_AI_INVOKE_AGENT_DURATION_DESCRIPTION: Final = (
@@ -326,7 +326,7 @@ GEN_AI_INVOKE_AGENT_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     409.6,
 )
 
-#: histogram, upstream.
+#: histogram in {inference_call}; upstream.
 GEN_AI_INVOKE_AGENT_INFERENCE_CALLS: Final = "gen_ai.invoke_agent.inference_calls"
 GEN_AI_INVOKE_AGENT_INFERENCE_CALLS_UNIT: Final = "{inference_call}"
 GEN_AI_INVOKE_AGENT_INFERENCE_CALLS_DESCRIPTION: Final = (
@@ -343,7 +343,7 @@ GEN_AI_INVOKE_AGENT_INFERENCE_CALLS_BUCKETS: Final[tuple[float, ...]] = (
     128.0,
 )
 
-#: histogram, upstream.
+#: histogram in {tool_call}; upstream.
 GEN_AI_INVOKE_AGENT_TOOL_CALLS: Final = "gen_ai.invoke_agent.tool_calls"
 GEN_AI_INVOKE_AGENT_TOOL_CALLS_UNIT: Final = "{tool_call}"
 GEN_AI_INVOKE_AGENT_TOOL_CALLS_DESCRIPTION: Final = (
@@ -360,7 +360,7 @@ GEN_AI_INVOKE_AGENT_TOOL_CALLS_BUCKETS: Final[tuple[float, ...]] = (
     128.0,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_SERVER_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
 GEN_AI_SERVER_REQUEST_DURATION_UNIT: Final = "s"
 GEN_AI_SERVER_REQUEST_DURATION_DESCRIPTION: Final = (
@@ -383,7 +383,7 @@ GEN_AI_SERVER_REQUEST_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     81.92,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
 GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_UNIT: Final = "s"
 GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_DESCRIPTION: Final = (
@@ -405,7 +405,7 @@ GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_BUCKETS: Final[tuple[float, ...]] = (
     2.5,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
 GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_UNIT: Final = "s"
 GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_DESCRIPTION: Final = (
@@ -430,7 +430,7 @@ GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_BUCKETS: Final[tuple[float, ...]] = (
     10.0,
 )
 
-#: histogram, upstream.
+#: histogram in s; upstream.
 GEN_AI_WORKFLOW_DURATION: Final = "gen_ai.workflow.duration"
 GEN_AI_WORKFLOW_DURATION_UNIT: Final = "s"
 GEN_AI_WORKFLOW_DURATION_DESCRIPTION: Final = "GenAI workflow duration."
@@ -448,43 +448,43 @@ GEN_AI_WORKFLOW_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     7200.0,
 )
 
-#: gauge, otel-llm.
+#: gauge in 1; otel-llm.
 OTEL_LLM_ALERT_STATE: Final = "otel_llm.alert.state"
 OTEL_LLM_ALERT_STATE_UNIT: Final = "1"
 OTEL_LLM_ALERT_STATE_DESCRIPTION: Final = (
     "1 for each pending or firing alert, like Prometheus' ALERTS series; absent when inactive."
 )
 
-#: counter, otel-llm.
+#: counter in USD; otel-llm.
 OTEL_LLM_COST: Final = "otel_llm.cost"
 OTEL_LLM_COST_UNIT: Final = "USD"
 OTEL_LLM_COST_DESCRIPTION: Final = "Cost of GenAI requests in US dollars."
 
-#: gauge, otel-llm.
+#: gauge in 1; otel-llm.
 OTEL_LLM_DRIFT_P_VALUE: Final = "otel_llm.drift.p_value"
 OTEL_LLM_DRIFT_P_VALUE_UNIT: Final = "1"
 OTEL_LLM_DRIFT_P_VALUE_DESCRIPTION: Final = (
     "p-value of the drift test of the current window against the reference window."
 )
 
-#: gauge, otel-llm.
+#: gauge in 1; otel-llm.
 OTEL_LLM_DRIFT_SCORE: Final = "otel_llm.drift.score"
 OTEL_LLM_DRIFT_SCORE_UNIT: Final = "1"
 OTEL_LLM_DRIFT_SCORE_DESCRIPTION: Final = (
     "Drift test statistic of the current window against the reference window."
 )
 
-#: gauge, otel-llm.
+#: gauge in 1; otel-llm.
 OTEL_LLM_DRIFT_STATE: Final = "otel_llm.drift.state"
 OTEL_LLM_DRIFT_STATE_UNIT: Final = "1"
 OTEL_LLM_DRIFT_STATE_DESCRIPTION: Final = "1 while drift is detected for the signal, else 0."
 
-#: counter, otel-llm.
+#: counter in {request}; otel-llm.
 OTEL_LLM_ERRORS: Final = "otel_llm.errors"
 OTEL_LLM_ERRORS_UNIT: Final = "{request}"
 OTEL_LLM_ERRORS_DESCRIPTION: Final = "GenAI requests that ended in an error."
 
-#: histogram, otel-llm.
+#: histogram in 1; otel-llm.
 OTEL_LLM_EVALUATION_SCORE: Final = "otel_llm.evaluation.score"
 OTEL_LLM_EVALUATION_SCORE_UNIT: Final = "1"
 OTEL_LLM_EVALUATION_SCORE_DESCRIPTION: Final = (
@@ -504,193 +504,193 @@ OTEL_LLM_EVALUATION_SCORE_BUCKETS: Final[tuple[float, ...]] = (
     1.0,
 )
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTEL_LLM_EVALUATION_SPANS_WITHOUT_CONTENT: Final = "otel_llm.evaluation.spans_without_content"
 OTEL_LLM_EVALUATION_SPANS_WITHOUT_CONTENT_UNIT: Final = "{span}"
 OTEL_LLM_EVALUATION_SPANS_WITHOUT_CONTENT_DESCRIPTION: Final = (
     "GenAI spans selected for evaluation that carried no captured content."
 )
 
-#: counter, otel-llm.
+#: counter in {feedback}; otel-llm.
 OTEL_LLM_FEEDBACK: Final = "otel_llm.feedback"
 OTEL_LLM_FEEDBACK_UNIT: Final = "{feedback}"
 OTEL_LLM_FEEDBACK_DESCRIPTION: Final = "User feedback items received for GenAI responses."
 
-#: gauge, otel-llm.
+#: gauge in 1; otel-llm.
 OTEL_LLM_FEEDBACK_COVERAGE: Final = "otel_llm.feedback.coverage"
 OTEL_LLM_FEEDBACK_COVERAGE_UNIT: Final = "1"
 OTEL_LLM_FEEDBACK_COVERAGE_DESCRIPTION: Final = (
     "Share (0..1) of GenAI responses in the window that received user feedback."
 )
 
-#: gauge, otel-llm.
+#: gauge in %; otel-llm.
 OTEL_LLM_HEALTH_SCORE: Final = "otel_llm.health.score"
 OTEL_LLM_HEALTH_SCORE_UNIT: Final = "%"
 OTEL_LLM_HEALTH_SCORE_DESCRIPTION: Final = "Overall health of the LLM application, 0 (down) to 100 (healthy)."
 
-#: counter, otel-llm.
+#: counter in {error}; otel-llm.
 OTEL_LLM_INSTRUMENTATION_ERRORS: Final = "otel_llm.instrumentation.errors"
 OTEL_LLM_INSTRUMENTATION_ERRORS_UNIT: Final = "{error}"
 OTEL_LLM_INSTRUMENTATION_ERRORS_DESCRIPTION: Final = (
     "Exceptions caught inside otel-llm's application-side instrumentation (the user's call never sees them)."
 )
 
-#: counter, otel-llm.
+#: counter in {call}; otel-llm.
 OTEL_LLM_JUDGE_CALLS: Final = "otel_llm.judge.calls"
 OTEL_LLM_JUDGE_CALLS_UNIT: Final = "{call}"
 OTEL_LLM_JUDGE_CALLS_DESCRIPTION: Final = (
     "Calls made to the LLM judge model; error.type is set on failed calls."
 )
 
-#: counter, otel-llm.
+#: counter in USD; otel-llm.
 OTEL_LLM_JUDGE_COST: Final = "otel_llm.judge.cost"
 OTEL_LLM_JUDGE_COST_UNIT: Final = "USD"
 OTEL_LLM_JUDGE_COST_DESCRIPTION: Final = "Cost of the LLM judge's own calls in US dollars."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTEL_LLM_JUDGE_SKIPPED: Final = "otel_llm.judge.skipped"
 OTEL_LLM_JUDGE_SKIPPED_UNIT: Final = "{span}"
 OTEL_LLM_JUDGE_SKIPPED_DESCRIPTION: Final = "Spans the LLM judge did not evaluate, by reason."
 
-#: counter, otel-llm.
+#: counter in {series}; otel-llm.
 OTEL_LLM_METRIC_OVERFLOW: Final = "otel_llm.metric.overflow"
 OTEL_LLM_METRIC_OVERFLOW_UNIT: Final = "{series}"
 OTEL_LLM_METRIC_OVERFLOW_DESCRIPTION: Final = (
     "New series folded into the overflow series because a metric reached its cardinality limit."
 )
 
-#: counter, otel-llm.
+#: counter in {request}; otel-llm.
 OTEL_LLM_RECEIVER_UNAUTHENTICATED: Final = "otel_llm.receiver.unauthenticated"
 OTEL_LLM_RECEIVER_UNAUTHENTICATED_UNIT: Final = "{request}"
 OTEL_LLM_RECEIVER_UNAUTHENTICATED_DESCRIPTION: Final = (
     "Requests a receiver rejected because authentication failed or was missing."
 )
 
-#: counter, otel-llm.
+#: counter in {request}; otel-llm.
 OTEL_LLM_REQUESTS: Final = "otel_llm.requests"
 OTEL_LLM_REQUESTS_UNIT: Final = "{request}"
 OTEL_LLM_REQUESTS_DESCRIPTION: Final = "GenAI requests seen (one per GenAI client span), successful or not."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTEL_LLM_SPANS_MERGED: Final = "otel_llm.spans.merged"
 OTEL_LLM_SPANS_MERGED_UNIT: Final = "{span}"
 OTEL_LLM_SPANS_MERGED_DESCRIPTION: Final = (
     "Duplicate GenAI spans of the same call (e.g. SDK and HTTP-level instrumentation) merged into one."
 )
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTEL_LLM_SPANS_UNPRICED: Final = "otel_llm.spans.unpriced"
 OTEL_LLM_SPANS_UNPRICED_UNIT: Final = "{span}"
 OTEL_LLM_SPANS_UNPRICED_DESCRIPTION: Final = "GenAI spans the collector could not price."
 
-#: counter, otel-llm.
+#: counter in {request}; otel-llm.
 OTEL_LLM_USAGE_MISSING: Final = "otel_llm.usage.missing"
 OTEL_LLM_USAGE_MISSING_UNIT: Final = "{request}"
 OTEL_LLM_USAGE_MISSING_DESCRIPTION: Final = "GenAI requests for which the server reported no token usage."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS: Final = "otelcol.exporter.enqueue_failed_spans"
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS_UNIT: Final = "{span}"
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS_DESCRIPTION: Final = "Spans dropped because the sending queue was full."
 
-#: gauge, otel-llm.
+#: gauge in {batch}; otel-llm.
 OTELCOL_EXPORTER_QUEUE_CAPACITY: Final = "otelcol.exporter.queue_capacity"
 OTELCOL_EXPORTER_QUEUE_CAPACITY_UNIT: Final = "{batch}"
 OTELCOL_EXPORTER_QUEUE_CAPACITY_DESCRIPTION: Final = (
     "Fixed capacity of the sending queue, in batches (requests) as the Collector counts it."
 )
 
-#: gauge, otel-llm.
+#: gauge in {batch}; otel-llm.
 OTELCOL_EXPORTER_QUEUE_SIZE: Final = "otelcol.exporter.queue_size"
 OTELCOL_EXPORTER_QUEUE_SIZE_UNIT: Final = "{batch}"
 OTELCOL_EXPORTER_QUEUE_SIZE_DESCRIPTION: Final = (
     "Current size of the sending queue, in batches (requests) as the Collector counts it."
 )
 
-#: counter, otel-llm.
+#: counter in {datapoint}; otel-llm.
 OTELCOL_EXPORTER_SEND_FAILED_METRIC_POINTS: Final = "otelcol.exporter.send_failed_metric_points"
 OTELCOL_EXPORTER_SEND_FAILED_METRIC_POINTS_UNIT: Final = "{datapoint}"
 OTELCOL_EXPORTER_SEND_FAILED_METRIC_POINTS_DESCRIPTION: Final = (
     "Metric points that failed to be sent, after retries."
 )
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_EXPORTER_SEND_FAILED_SPANS: Final = "otelcol.exporter.send_failed_spans"
 OTELCOL_EXPORTER_SEND_FAILED_SPANS_UNIT: Final = "{span}"
 OTELCOL_EXPORTER_SEND_FAILED_SPANS_DESCRIPTION: Final = "Spans that failed to be sent, after retries."
 
-#: counter, otel-llm.
+#: counter in {datapoint}; otel-llm.
 OTELCOL_EXPORTER_SENT_METRIC_POINTS: Final = "otelcol.exporter.sent_metric_points"
 OTELCOL_EXPORTER_SENT_METRIC_POINTS_UNIT: Final = "{datapoint}"
 OTELCOL_EXPORTER_SENT_METRIC_POINTS_DESCRIPTION: Final = "Metric points successfully sent to the destination."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_EXPORTER_SENT_SPANS: Final = "otelcol.exporter.sent_spans"
 OTELCOL_EXPORTER_SENT_SPANS_UNIT: Final = "{span}"
 OTELCOL_EXPORTER_SENT_SPANS_DESCRIPTION: Final = "Spans successfully sent to the destination."
 
-#: counter, otel-llm.
+#: counter in s; otel-llm.
 OTELCOL_PROCESS_CPU_SECONDS: Final = "otelcol.process.cpu_seconds"
 OTELCOL_PROCESS_CPU_SECONDS_UNIT: Final = "s"
 OTELCOL_PROCESS_CPU_SECONDS_DESCRIPTION: Final = "Total CPU user and system time of the collector process."
 
-#: gauge, otel-llm.
+#: gauge in By; otel-llm.
 OTELCOL_PROCESS_MEMORY_RSS: Final = "otelcol.process.memory_rss"
 OTELCOL_PROCESS_MEMORY_RSS_UNIT: Final = "By"
 OTELCOL_PROCESS_MEMORY_RSS_DESCRIPTION: Final = "Resident set size of the collector process."
 
-#: counter, otel-llm.
+#: counter in s; otel-llm.
 OTELCOL_PROCESS_UPTIME: Final = "otelcol.process.uptime"
 OTELCOL_PROCESS_UPTIME_UNIT: Final = "s"
 OTELCOL_PROCESS_UPTIME_DESCRIPTION: Final = "Uptime of the collector process."
 
-#: counter, otel-llm.
+#: counter in {item}; otel-llm.
 OTELCOL_PROCESSOR_INCOMING_ITEMS: Final = "otelcol.processor.incoming_items"
 OTELCOL_PROCESSOR_INCOMING_ITEMS_UNIT: Final = "{item}"
 OTELCOL_PROCESSOR_INCOMING_ITEMS_DESCRIPTION: Final = "Items passed to the processor."
 
-#: counter, otel-llm.
+#: counter in {item}; otel-llm.
 OTELCOL_PROCESSOR_OUTGOING_ITEMS: Final = "otelcol.processor.outgoing_items"
 OTELCOL_PROCESSOR_OUTGOING_ITEMS_UNIT: Final = "{item}"
 OTELCOL_PROCESSOR_OUTGOING_ITEMS_DESCRIPTION: Final = "Items emitted by the processor."
 
-#: counter, otel-llm.
+#: counter in {record}; otel-llm.
 OTELCOL_RECEIVER_ACCEPTED_LOG_RECORDS: Final = "otelcol.receiver.accepted_log_records"
 OTELCOL_RECEIVER_ACCEPTED_LOG_RECORDS_UNIT: Final = "{record}"
 OTELCOL_RECEIVER_ACCEPTED_LOG_RECORDS_DESCRIPTION: Final = (
     "Log records successfully pushed into the pipeline."
 )
 
-#: counter, otel-llm.
+#: counter in {datapoint}; otel-llm.
 OTELCOL_RECEIVER_ACCEPTED_METRIC_POINTS: Final = "otelcol.receiver.accepted_metric_points"
 OTELCOL_RECEIVER_ACCEPTED_METRIC_POINTS_UNIT: Final = "{datapoint}"
 OTELCOL_RECEIVER_ACCEPTED_METRIC_POINTS_DESCRIPTION: Final = (
     "Metric points successfully pushed into the pipeline."
 )
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_RECEIVER_ACCEPTED_SPANS: Final = "otelcol.receiver.accepted_spans"
 OTELCOL_RECEIVER_ACCEPTED_SPANS_UNIT: Final = "{span}"
 OTELCOL_RECEIVER_ACCEPTED_SPANS_DESCRIPTION: Final = "Spans successfully pushed into the pipeline."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_RECEIVER_FAILED_SPANS: Final = "otelcol.receiver.failed_spans"
 OTELCOL_RECEIVER_FAILED_SPANS_UNIT: Final = "{span}"
 OTELCOL_RECEIVER_FAILED_SPANS_DESCRIPTION: Final = (
     "Spans that failed to be processed for a non-retryable reason (e.g. malformed payload)."
 )
 
-#: counter, otel-llm.
+#: counter in {record}; otel-llm.
 OTELCOL_RECEIVER_REFUSED_LOG_RECORDS: Final = "otelcol.receiver.refused_log_records"
 OTELCOL_RECEIVER_REFUSED_LOG_RECORDS_UNIT: Final = "{record}"
 OTELCOL_RECEIVER_REFUSED_LOG_RECORDS_DESCRIPTION: Final = "Log records refused by the pipeline."
 
-#: counter, otel-llm.
+#: counter in {datapoint}; otel-llm.
 OTELCOL_RECEIVER_REFUSED_METRIC_POINTS: Final = "otelcol.receiver.refused_metric_points"
 OTELCOL_RECEIVER_REFUSED_METRIC_POINTS_UNIT: Final = "{datapoint}"
 OTELCOL_RECEIVER_REFUSED_METRIC_POINTS_DESCRIPTION: Final = "Metric points refused by the pipeline."
 
-#: counter, otel-llm.
+#: counter in {span}; otel-llm.
 OTELCOL_RECEIVER_REFUSED_SPANS: Final = "otelcol.receiver.refused_spans"
 OTELCOL_RECEIVER_REFUSED_SPANS_UNIT: Final = "{span}"
 OTELCOL_RECEIVER_REFUSED_SPANS_DESCRIPTION: Final = (

@@ -41,7 +41,9 @@ class Telemetry:
         return list(self.spans_exporter.get_finished_spans())
 
     def genai_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.spans() if s.instrumentation_scope and s.instrumentation_scope.name == "otel_llm"]
+        return [
+            s for s in self.spans() if s.instrumentation_scope and s.instrumentation_scope.name == "otel_llm"
+        ]
 
     def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
         """name -> [(attributes, point)] of every data point collected now."""
@@ -86,7 +88,9 @@ def instrument(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Teleme
             monkeypatch.setenv(key, value)
         t = make_telemetry()
         instrumentor.instrument(
-            tracer_provider=t.tracer_provider, meter_provider=t.meter_provider, logger_provider=t.logger_provider
+            tracer_provider=t.tracer_provider,
+            meter_provider=t.meter_provider,
+            logger_provider=t.logger_provider,
         )
         made.append(t)
         return t

@@ -1,0 +1,387 @@
+"""OTLP over HTTP/1.1 with the standard library's ``ThreadingHTTPServer``: one thread per connection.
+
+Why the standard library: no dependency, HTTP/1.1 keep-alive works, and the body handling the OTLP
+rules need (length required or chunked, streaming decompression with a cap, refusing before the body
+is read) is a few dozen lines on top of it. The GIL makes an event loop no faster for this CPU-bound
+work. Every request and connection is bounded: ``Content-Length`` (or chunked framing) is required,
+the body is capped before and after decompression, and idle keep-alive connections time out.
+
+Status codes follow the OTLP specification (see :mod:`._intake`); error bodies are a
+``google.rpc.Status`` in the request's content type, and ``503`` carries ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+import ssl
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
+
+from collector.component import Signal
+from collector.errors import ComponentError
+from collector.logs import event
+from collector.receivers._intake import Authenticator, Intake, Outcome, OutcomeKind, ServerTLSSettings
+
+__all__ = ["HttpTransport"]
+
+TRANSPORT = "http"
+PATHS = {"/v1/traces": Signal.TRACES, "/v1/metrics": Signal.METRICS, "/v1/logs": Signal.LOGS}
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+# Content-Encoding -> zlib window bits (31: gzip wrapper, 15: zlib wrapper, HTTP's "deflate").
+_ENCODINGS = {"": 0, "identity": 0, "gzip": 31, "x-gzip": 31, "deflate": 15}
+_STATUS = {
+    OutcomeKind.INVALID: (400, code_pb2.INVALID_ARGUMENT),
+    OutcomeKind.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
+    OutcomeKind.REFUSED: (503, code_pb2.UNAVAILABLE),
+    OutcomeKind.UNAUTHENTICATED: (401, code_pb2.UNAUTHENTICATED),
+    OutcomeKind.UNIMPLEMENTED: (404, code_pb2.UNIMPLEMENTED),
+    OutcomeKind.INTERNAL: (500, code_pb2.INTERNAL),
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BadBody(Exception):
+    pass
+
+
+def decompress(data: bytes, wbits: int, cap: int) -> bytes:
+    """Inflate ``data`` without ever holding more than ``cap`` + 1 bytes: a gzip bomb stops at the cap."""
+    inflater = zlib.decompressobj(wbits=wbits)
+    try:
+        out = inflater.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise _BadBody(f"cannot decompress the body: {exc}") from None
+    if len(out) > cap:
+        raise _TooLarge
+    if not inflater.eof:
+        raise _BadBody("cannot decompress the body: it is truncated")
+    return out
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], transport: HttpTransport, reuse_port: bool, tls: ssl.SSLContext | None
+    ) -> None:
+        self.transport = transport
+        self.reuse_port = reuse_port
+        self.tls = tls
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake runs in the connection's own thread (``_Handler.setup``), so a slow or
+            # hostile client cannot stall the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Broken connections and failed TLS handshakes are the client's business; keep stderr clean.
+        self.transport.logger.debug("connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.transport.idle_timeout_s)
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def do_POST(self) -> None:
+        self.server.transport.serve(self)
+
+    def do_GET(self) -> None:
+        self._not_allowed()
+
+    def do_PUT(self) -> None:
+        self._not_allowed()
+
+    def do_DELETE(self) -> None:
+        self._not_allowed()
+
+    def _not_allowed(self) -> None:
+        self.server.transport.reply_text(self, 405, "only POST is supported", close=True, allow="POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # No access log: one line per request would be one line per batch.
+        return
+
+
+class HttpTransport:
+    """The HTTP side of one OTLP receiver."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        endpoint: tuple[str, int],
+        *,
+        tls: ServerTLSSettings | None,
+        auth: Authenticator | None,
+        idle_timeout_s: float,
+        logger: logging.Logger,
+    ) -> None:
+        self._intake = intake
+        self._endpoint = endpoint
+        self._tls = tls
+        self._auth = auth
+        self.idle_timeout_s = idle_timeout_s
+        self.logger = logger
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self, reuse_port: bool) -> None:
+        intake = self._intake
+        intake.counters(TRANSPORT)
+        context = _server_context(self._tls) if self._tls is not None else None
+        try:
+            server = _Server(self._endpoint, self, reuse_port, context)
+        except OSError as exc:
+            host, port = self._endpoint
+            raise ComponentError(f"cannot listen on {host}:{port} (HTTP): {exc}") from exc
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"otlp-http-{intake.receiver_id}",
+            daemon=True,
+        )
+        self._thread.start()
+        event(
+            self.logger,
+            logging.INFO,
+            "receiver listening",
+            receiver=intake.receiver_id,
+            transport=TRANSPORT,
+            endpoint=f"{self._endpoint[0]}:{self._endpoint[1]}",
+            port=self.port,
+            tls=self._tls is not None,
+            auth=self._auth is not None,
+        )
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already open keep being served."""
+        server = self._server
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            if self._thread is not None:
+                self._thread.join(2.0)
+
+    def close_connections(self) -> None:
+        """Close every remaining connection (call after in-flight requests drained)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        with server.connections_lock:
+            connections = list(server.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    # -- one request --------------------------------------------------------------------------------
+
+    def serve(self, h: _Handler) -> None:
+        intake = self._intake
+        signal = PATHS.get(h.path.split("?", 1)[0])
+        if signal is None:
+            self.reply_text(
+                h, 404, f"unknown path {h.path!r}; expected one of {', '.join(PATHS)}", close=True
+            )
+            return
+        json_body = False
+        ctype = (h.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype == _JSON:
+            json_body = True
+        elif ctype != _PROTOBUF:
+            if self._auth is not None and not self._auth.check(h.headers.get(self._auth.header)):
+                self._reply_outcome(h, intake.unauthenticated(TRANSPORT), json_body, close=True)
+                return
+            self.reply_text(
+                h, 415, f"unsupported content type {ctype!r}; use {_PROTOBUF} or {_JSON}", close=True
+            )
+            return
+        if self._auth is not None and not self._auth.check(h.headers.get(self._auth.header)):
+            self._reply_outcome(h, intake.unauthenticated(TRANSPORT), json_body, close=True)
+            return
+        encoding = (h.headers.get("Content-Encoding") or "").strip().lower()
+        wbits = _ENCODINGS.get(encoding)
+        if wbits is None:
+            self.reply_text(
+                h, 415, f"unsupported content encoding {encoding!r}; use gzip, deflate or none", close=True
+            )
+            return
+        chunked = "chunked" in (h.headers.get("Transfer-Encoding") or "").lower()
+        length_text = h.headers.get("Content-Length")
+        cap = intake.max_request_bytes
+        if chunked:
+            length = cap  # unknown until read; reserve the most it may be
+        elif length_text is None:
+            self.reply_text(h, 411, "Content-Length or chunked transfer encoding is required", close=True)
+            return
+        else:
+            try:
+                length = int(length_text)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.reply_text(h, 400, f"invalid Content-Length {length_text!r}", close=True)
+                return
+            if length > cap:
+                self._reply_outcome(h, intake.too_large(TRANSPORT, signal, length), json_body, close=True)
+                return
+
+        reason, refused = intake.admit(TRANSPORT, signal, length)
+        if refused is not None:
+            # Read the body (bounded, and about to arrive anyway) so the connection stays usable and
+            # the refused items are counted; it is never decoded.
+            payload: bytes | None = None
+            try:
+                raw = self._read_body(h, chunked, length, cap)
+                payload = decompress(raw, wbits, cap) if wbits else raw
+            except (_TooLarge, _BadBody, OSError):
+                h.close_connection = True
+            intake.refused_before_decode(TRANSPORT, signal, reason, payload)
+            self._reply_outcome(h, refused, json_body, close=h.close_connection)
+            return
+        try:
+            try:
+                body = self._read_body(h, chunked, length, cap)
+                if wbits:
+                    body = decompress(body, wbits, cap)
+            except _TooLarge:
+                self._reply_outcome(h, intake.too_large(TRANSPORT, signal, None), json_body, close=True)
+                return
+            except _BadBody as exc:
+                intake.count_request(TRANSPORT, "failure")
+                self._reply_outcome(h, Outcome(OutcomeKind.INVALID, str(exc)), json_body, close=True)
+                return
+            except OSError:
+                h.close_connection = True
+                return
+            outcome = intake.handle(TRANSPORT, signal, body, json_body)
+        finally:
+            intake.release(length)
+        self._reply_outcome(h, outcome, json_body)
+
+    def _read_body(self, h: _Handler, chunked: bool, length: int, cap: int) -> bytes:
+        if not chunked:
+            body = h.rfile.read(length)
+            if len(body) != length:
+                raise OSError("connection closed before the body was complete")
+            return body
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = h.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BadBody("malformed chunked encoding") from None
+            if size == 0:
+                while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers are ignored
+                return b"".join(parts)
+            total += size
+            if total > cap:
+                raise _TooLarge
+            chunk = h.rfile.read(size)
+            if len(chunk) != size:
+                raise OSError("connection closed inside a chunk")
+            parts.append(chunk)
+            h.rfile.readline(3)
+
+    def _reply_outcome(self, h: _Handler, outcome: Outcome, json_body: bool, close: bool = False) -> None:
+        if outcome.kind is OutcomeKind.OK:
+            assert outcome.response is not None
+            self._reply_message(h, 200, outcome.response, json_body, close=close)
+            return
+        status, code = _STATUS[outcome.kind]
+        headers: dict[str, str] = {}
+        if outcome.kind is OutcomeKind.REFUSED:
+            headers["Retry-After"] = str(max(1, math.ceil(outcome.retry_after_s)))
+        if outcome.kind is OutcomeKind.UNAUTHENTICATED:
+            headers["WWW-Authenticate"] = "Bearer"
+        body = status_pb2.Status(code=code, message=outcome.message)
+        self._reply_message(h, status, body, json_body, close=close, **headers)
+
+    def _reply_message(
+        self, h: _Handler, status: int, message: Message, json_body: bool, close: bool, **headers: str
+    ) -> None:
+        if json_body:
+            data = json_format.MessageToJson(message, indent=None).encode()
+            self._send(h, status, _JSON, data, close, headers)
+        else:
+            self._send(h, status, _PROTOBUF, message.SerializeToString(), close, headers)
+
+    def reply_text(self, h: _Handler, status: int, text: str, close: bool, **headers: str) -> None:
+        """Plain-text answer, for requests that are not OTLP at all (wrong path, method, content type)."""
+        self._send(h, status, "text/plain; charset=utf-8", text.encode(), close, headers)
+
+    def _send(
+        self, h: _Handler, status: int, ctype: str, data: bytes, close: bool, headers: dict[str, str]
+    ) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                h.send_header(name.replace("_", "-"), value)
+            if close:
+                h.send_header("Connection", "close")
+                h.close_connection = True
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:
+            h.close_connection = True
+
+
+def _server_context(tls: ServerTLSSettings) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            context.load_verify_locations(tls.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ComponentError(f"cannot load TLS files: {exc}") from exc
+    return context

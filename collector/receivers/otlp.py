@@ -1,0 +1,232 @@
+"""``otlp`` receiver: OTLP over gRPC and HTTP, traces with metrics and logs passed through.
+
+Configured like the OpenTelemetry Collector's::
+
+    receivers:
+      otlp:
+        protocols:
+          grpc: {endpoint: 127.0.0.1:4317}
+          http: {endpoint: 127.0.0.1:4318}
+        max_request_size_mib: 20
+        max_inflight_mib: 256
+        max_concurrent_requests: 64
+
+Leaving a protocol out disables it; ``grpc: {}`` enables it with defaults. Both listen on loopback
+unless told otherwise. Backpressure (memory limiter, full exporter queue, in-flight budget) answers
+``UNAVAILABLE`` + RetryInfo / ``503`` + ``Retry-After`` so standard OTLP exporters retry; see
+:mod:`collector.receivers._intake` for the full status table. With ``service::workers`` > 1 the
+runner sets ``collector.runner.reuse_port`` in the host's shared state and both transports bind
+with ``SO_REUSEPORT``; otherwise a port in use is an error at start, not a silently shared port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+
+from collector.component import ComponentConfig, Consumer, CreateSettings, Factory, Host, Kind, Signal
+from collector.durations import Duration
+from collector.receivers._intake import Authenticator, AuthSettings, Intake, ServerTLSSettings
+from collector.receivers._otlp_grpc import GrpcTransport
+from collector.receivers._otlp_http import HttpTransport
+
+__all__ = ["FACTORY", "GrpcSettings", "HttpSettings", "OtlpReceiver", "OtlpReceiverConfig", "Protocols"]
+
+REUSE_PORT_KEY = "collector.runner.reuse_port"
+_MIB = 1024 * 1024
+
+
+def _check_endpoint(endpoint: str) -> str | None:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"expected host:port, got {endpoint!r}"
+    return None
+
+
+class GrpcSettings(ComponentConfig):
+    """``protocols::grpc``."""
+
+    endpoint: str = Field("127.0.0.1:4317", description="host:port to listen on (port 0: any free port).")
+    max_threads: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Threads serving calls; the GIL makes more than a few useless for speed.",
+    )
+    tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
+    auth: AuthSettings | None = Field(None, description="Require a bearer token.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        problem = _check_endpoint(self.endpoint)
+        return [("endpoint", problem)] if problem else []
+
+
+class HttpSettings(ComponentConfig):
+    """``protocols::http``."""
+
+    endpoint: str = Field("127.0.0.1:4318", description="host:port to listen on (port 0: any free port).")
+    idle_timeout: Duration = Field(
+        60.0, description="Close a keep-alive connection idle this long; also bounds reading one body."
+    )
+    tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
+    auth: AuthSettings | None = Field(None, description="Require a bearer token.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        problem = _check_endpoint(self.endpoint)
+        return [("endpoint", problem)] if problem else []
+
+
+class Protocols(ComponentConfig):
+    """``protocols``: the transports to serve; a missing one is off."""
+
+    grpc: GrpcSettings | None = Field(None, description="OTLP/gRPC; `{}` for the defaults.")
+    http: HttpSettings | None = Field(
+        None, description="OTLP/HTTP (protobuf and JSON); `{}` for the defaults."
+    )
+
+
+class OtlpReceiverConfig(ComponentConfig):
+    """The ``otlp`` receiver."""
+
+    protocols: Protocols = Field(
+        default_factory=lambda: Protocols(grpc=GrpcSettings(), http=HttpSettings()),
+        description="Transports; by default both, on loopback.",
+    )
+    max_request_size_mib: float = Field(
+        20.0,
+        gt=0,
+        le=1024,
+        description="Largest request after decompression; over it: RESOURCE_EXHAUSTED / 413 (not retried).",
+    )
+    max_inflight_mib: float = Field(
+        256.0,
+        ge=0,
+        description="Request bytes being decoded and processed at once, both transports together; over it "
+        "new requests are refused (UNAVAILABLE / 503) before decoding. 0: no limit.",
+    )
+    max_concurrent_requests: int = Field(
+        64, ge=0, description="Requests being processed at once; over it new ones are refused. 0: no limit."
+    )
+    max_attributes_per_span: int = Field(
+        128,
+        ge=0,
+        description="Spans with more attributes are rejected and reported in `partial_success` (the SDKs' "
+        "default limit is 128). 0: no limit.",
+    )
+    retry_after: Duration = Field(
+        1.0,
+        description="Delay suggested to refused clients (RetryInfo / Retry-After) unless a component gives one.",
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.protocols.grpc is None and self.protocols.http is None:
+            return [("protocols", "enable at least one of grpc, http")]
+        return []
+
+
+class OtlpReceiver:
+    """Serves the configured transports and feeds the bound pipelines."""
+
+    def __init__(self, config: OtlpReceiverConfig, settings: CreateSettings) -> None:
+        self.config = config
+        self._logger = settings.logger
+        self._intake = Intake(
+            str(settings.id),
+            settings.telemetry,
+            settings.logger,
+            max_request_bytes=int(config.max_request_size_mib * _MIB),
+            max_inflight_bytes=int(config.max_inflight_mib * _MIB),
+            max_concurrent_requests=config.max_concurrent_requests,
+            max_attributes_per_span=config.max_attributes_per_span,
+            retry_after_s=config.retry_after,
+        )
+        self._grpc: GrpcTransport | None = None
+        self._http: HttpTransport | None = None
+        self._started = False
+
+    @property
+    def grpc_port(self) -> int:
+        """The bound gRPC port (useful with port 0), or 0 when gRPC is off or not started."""
+        return self._grpc.port if self._grpc is not None else 0
+
+    @property
+    def http_port(self) -> int:
+        """The bound HTTP port, or 0."""
+        return self._http.port if self._http is not None else 0
+
+    def bind(self, consumers: Mapping[Signal, Consumer]) -> None:
+        self._intake.bind(consumers)
+
+    def start(self, host: Host) -> None:
+        if self._started:
+            return
+        self._intake.start(host)
+        reuse_port = bool(host.shared.get(REUSE_PORT_KEY, False))
+        protocols = self.config.protocols
+        try:
+            if protocols.grpc is not None:
+                settings = protocols.grpc
+                self._grpc = GrpcTransport(
+                    self._intake,
+                    settings.endpoint,
+                    threads=settings.max_threads,
+                    tls=settings.tls,
+                    auth=Authenticator(settings.auth) if settings.auth else None,
+                    logger=self._logger,
+                )
+                self._grpc.start(reuse_port, _extension_handlers(host))
+            if protocols.http is not None:
+                http = protocols.http
+                host_name, _, port = http.endpoint.rpartition(":")
+                self._http = HttpTransport(
+                    self._intake,
+                    (host_name.strip("[]"), int(port)),
+                    tls=http.tls,
+                    auth=Authenticator(http.auth) if http.auth else None,
+                    idle_timeout_s=http.idle_timeout,
+                    logger=self._logger,
+                )
+                self._http.start(reuse_port)
+        except Exception:
+            self.shutdown(1.0)
+            raise
+        self._started = True
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout_s``), close every connection."""
+        if self._http is not None:
+            self._http.stop_accepting()
+        if self._grpc is not None:
+            self._grpc.stop(timeout_s)
+            self._grpc = None
+        self._intake.wait_idle(timeout_s)
+        if self._http is not None:
+            self._http.close_connections()
+            self._http = None
+        self._intake.flush_log()
+        self._started = False
+
+
+def _extension_handlers(host: Host) -> list[Any]:
+    """gRPC services that extensions offer on the receiver's server (the health check's, for one)."""
+    handlers: list[Any] = []
+    for extension in host.extensions.values():
+        provide = getattr(extension, "grpc_generic_handlers", None)
+        if callable(provide):
+            handlers.extend(provide())
+    return handlers
+
+
+def _create(config: OtlpReceiverConfig, settings: CreateSettings) -> OtlpReceiver:
+    return OtlpReceiver(config, settings)
+
+
+FACTORY = Factory(
+    kind=Kind.RECEIVER,
+    type_name="otlp",
+    config_type=OtlpReceiverConfig,
+    create=_create,
+    description="OTLP over gRPC and HTTP (protobuf and JSON): traces, metrics and logs.",
+)

@@ -1,0 +1,232 @@
+"""Alert rules as code: YAML files in a directory (``config/alerts/*.yaml``), validated with key paths.
+
+A file holds a list of rules::
+
+    rules:
+      - name: CostSpike
+        signal: cost_per_minute
+        detector: {type: ratio, window: 1h, above: 2.5}
+        severity: warning
+
+Every mistake in every file is reported at once, in the config loader's style:
+``config/alerts/cost.yaml: rules::0::detector::above: expected a value > 1, got 0.5``.
+:func:`validate_rules` is what ``otel-llm validate-config`` calls; :class:`RuleWatcher` reloads a
+directory when a file's mtime, size or the set of files changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from collector.alerting.detectors import DetectorConfig
+from collector.alerting.signals import is_signal
+from collector.component import ComponentConfig
+from collector.configuration import _validate_model, expand_env
+from collector.durations import Duration
+
+__all__ = [
+    "RuleConfig",
+    "RuleFile",
+    "RuleSet",
+    "RuleWatcher",
+    "load_rules",
+    "parse_rules",
+    "validate_rules",
+]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_LABELS = frozenset({"alertname", "severity"})
+
+
+class RuleConfig(ComponentConfig):
+    """One alert rule: a signal per group, a detector, and when to fire and resolve."""
+
+    name: str = Field(description="Unique across the directory; the `alertname` label. Letters, digits, `_`.")
+    signal: str = Field(description="A signal name (see `docs/alerting.md`), e.g. `latency_p95_s`.")
+    detector: DetectorConfig = Field(description="How a sample is judged; `type` selects the detector.")
+    severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="Severity when the detector does not report a critical sample."
+    )
+    window: Duration | None = Field(
+        None,
+        gt=0,
+        description="Signal window, a multiple of the evaluation interval; default one interval.",
+    )
+    for_: Duration = Field(
+        0.0, alias="for", description="How long the fire condition must hold before firing (`5m`)."
+    )
+    keep_firing_for: Duration = Field(
+        0.0, description="How long the resolve condition must hold before resolving; damps flapping."
+    )
+    cooldown: Duration = Field(
+        600.0, description="After a resolution, no new firing of the same rule and group for this long."
+    )
+    min_samples: int = Field(
+        10, ge=0, description="Windows with fewer samples (spans, scores) are no data for the rule."
+    )
+    group_by: list[str] | None = Field(
+        None, description="Dimensions for this rule; default the processor's `group_by`."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the alert.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="`summary`, `description`, `runbook_url`...; `{value}`, `{baseline}`, `{score}` and "
+        "group labels such as `{service_name}` are filled in.",
+    )
+    promql: str | None = Field(
+        None, description="PromQL for the signal when exporting Prometheus rules; default a built-in one."
+    )
+    enabled: bool = Field(True, description="`false` keeps the rule in the file but never evaluates it.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not _NAME.match(self.name):
+            out.append(("name", f"expected letters, digits and _ (not first), got {self.name!r}"))
+        if not is_signal(self.signal):
+            out.append(("signal", f"unknown signal {self.signal!r} (see docs/alerting.md for the list)"))
+        for key in self.labels:
+            if not _LABEL.match(key) or key in _RESERVED_LABELS:
+                out.append((f"labels::{key}", "expected a Prometheus label name other than alertname, severity"))
+        out.extend((f"detector::{path}" if path else "detector", msg) for path, msg in self.detector.problems())
+        return out
+
+
+class RuleFile(ComponentConfig):
+    """A rules file: ``rules:`` and nothing else."""
+
+    rules: list[RuleConfig] = Field(default_factory=list, description="The rules of this file.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for index, rule in enumerate(self.rules):
+            out.extend((f"rules::{index}::{path}", msg) for path, msg in rule.problems())
+        return out
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Rules of a directory with the file each came from."""
+
+    rules: tuple[RuleConfig, ...]
+    sources: dict[str, str]
+
+    def by_name(self) -> dict[str, RuleConfig]:
+        return {rule.name: rule for rule in self.rules}
+
+
+def parse_rules(text: str, source: str, problems: list[str]) -> list[RuleConfig]:
+    """Rules of one file's text; problems are appended as ``source: key::path: message``."""
+    local: list[str] = []
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problems.append(f"{source}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}")
+        return []
+    if raw is None:
+        return []
+    raw = expand_env(raw, "", local, os.environ)
+    if not isinstance(raw, dict):
+        problems.append(f"{source}: expected a mapping with `rules`, got {type(raw).__name__}")
+        return []
+    parsed: Any = None
+    if not local:
+        parsed = _validate_model(RuleFile, raw, "", local)
+    problems.extend(f"{source}: {problem.removeprefix(': ')}" for problem in local)
+    return list(parsed.rules) if parsed is not None else []
+
+
+def _rule_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+
+
+def load_rules(directory: str | Path) -> tuple[RuleSet, list[str]]:
+    """Load every ``*.yaml``/``*.yml`` of ``directory``; return the rules and every problem found.
+
+    With problems the rule set is still returned (rules of valid files) so callers can choose; the
+    processor refuses the whole reload instead.
+    """
+    folder = Path(directory)
+    problems: list[str] = []
+    if not folder.is_dir():
+        return RuleSet((), {}), [f"{folder}: not a directory"]
+    rules: list[RuleConfig] = []
+    sources: dict[str, str] = {}
+    for path in _rule_files(folder):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: cannot read: {exc}")
+            continue
+        for index, rule in enumerate(parse_rules(text, str(path), problems)):
+            if rule.name in sources:
+                problems.append(f"{path}: rules::{index}::name: {rule.name!r} is also defined in {sources[rule.name]}")
+                continue
+            sources[rule.name] = str(path)
+            rules.append(rule)
+    return RuleSet(tuple(rules), sources), problems
+
+
+def validate_rules(directory: str | Path) -> list[str]:
+    """Every problem of the rules in ``directory``, one line each; empty when valid."""
+    return load_rules(directory)[1]
+
+
+def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    try:
+        files = _rule_files(directory)
+    except OSError:
+        return ()
+    out = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((path.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def file_owners(directory: Path, names: Sequence[str]) -> dict[str, str]:
+    """Owner user name (or uid) of each named file, for the audit log."""
+    import pwd
+
+    owners: dict[str, str] = {}
+    for name in names:
+        try:
+            uid = (directory / name).stat().st_uid
+        except OSError:
+            continue
+        try:
+            owners[name] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            owners[name] = str(uid)
+    return owners
+
+
+class RuleWatcher:
+    """Notices changes of a rules directory by file names, mtimes and sizes (no inotify dependency)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._seen = _fingerprint(self.directory)
+
+    def changed(self) -> list[str] | None:
+        """Names of files added, removed or modified since the last call; ``None`` when nothing changed."""
+        now = _fingerprint(self.directory)
+        if now == self._seen:
+            return None
+        before = {name: (mtime, size) for name, mtime, size in self._seen}
+        after = {name: (mtime, size) for name, mtime, size in now}
+        self._seen = now
+        return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))

@@ -70,8 +70,6 @@ SignalName = Literal[
     "tool_call",
 ]
 
-METRICS_STORE_KEY = "collector.metrics.store"
-
 
 class ReferenceSettings(ComponentConfig):
     """``reference``: what each group's signals are compared with."""
@@ -227,8 +225,13 @@ class DriftProcessor:
         self.monitor = DriftMonitor(
             config, embedder_identity=self.embedder.identity, store=self.store, on_evict=self._forget
         )
-        self._metrics: Any = None
-        self._instance_id = ""
+        # Resource key: service.name when grouped by it (exported as the series' resource), the other
+        # group_by attributes and the signal as metric attributes.
+        self._resource_attr = "service.name" if "service.name" in config.group_by else None
+        self._label_names = [name for name in config.group_by if name != self._resource_attr]
+        self._label_names.append(attrs.OTEL_LLM_DRIFT_SIGNAL)
+        self._store: Any = None
+        self._store_gauges: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._texts: deque[tuple[tuple[str, ...], DriftSignal, str]] = deque()
         self._decisions: deque[Decision] = deque()
@@ -241,10 +244,7 @@ class DriftProcessor:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self, host: Host) -> None:
-        self._instance_id = str(host.shared.get("collector.service.instance_id", ""))
-        # TODO(#6): write through the derived-metric store once collector/metrics lands; until then the
-        # exported values are kept in `gauges`.
-        self._metrics = host.shared.get(METRICS_STORE_KEY)
+        self._bind_store(host)
         if self._thread is not None:
             return
         self._stopping = False
@@ -410,15 +410,26 @@ class DriftProcessor:
 
     # -- export ----------------------------------------------------------------------------------
 
-    def _labels(self, labels: dict[str, str], signal: DriftSignal) -> tuple[tuple[str, str], ...]:
-        pairs = dict(labels)
-        pairs[attrs.OTEL_LLM_DRIFT_SIGNAL] = signal.value
-        if self._instance_id:
-            pairs[attrs.OTEL_LLM_INSTANCE_ID] = self._instance_id
-        return tuple(sorted(pairs.items()))
+    def _bind_store(self, host: Host) -> None:
+        try:
+            from collector.metrics import shared_store
+        except ImportError:  # the derived-metric store is optional: values stay in `gauges`
+            return
+        self._store = shared_store(host)
+        max_age = self.config.window.max_age
+        # A series is refreshed at every decision, at least once per max_age; idle ones (evicted groups)
+        # go after three of those, or an hour.
+        expiry_s = max(3600.0, 3.0 * max_age)
+        limit = self.config.max_groups * len(self.config.signals)
+        for name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE):
+            self._store_gauges[name] = self._store.gauge(
+                name, self._label_names, cardinality_limit=limit, expiry_s=expiry_s
+            )
 
     def _publish(self, outcome: Outcome) -> None:
-        labels = self._labels(outcome.labels, outcome.signal)
+        labels = dict(outcome.labels)
+        labels[attrs.OTEL_LLM_DRIFT_SIGNAL] = outcome.signal.value
+        key = tuple(sorted(labels.items()))
         values = {
             m.OTEL_LLM_DRIFT_SCORE: outcome.result.score,
             m.OTEL_LLM_DRIFT_P_VALUE: outcome.result.p_value,
@@ -426,7 +437,17 @@ class DriftProcessor:
         }
         with self._gauge_lock:
             for name, value in values.items():
-                self.gauges[(name, labels)] = float(value)
+                self.gauges[(name, key)] = float(value)
+        if self._store is not None:
+            resource: tuple[str, ...] = ()
+            if self._resource_attr is not None:
+                service = labels[self._resource_attr]
+                resource = (service,)
+                self._store.register_resource(resource, ((self._resource_attr, service),))
+            series = (resource, tuple(labels.get(name, "") for name in self._label_names))
+            now_ns = time.time_ns()
+            for name, value in values.items():
+                self._store_gauges[name].set(series, float(value), now_ns)
         if outcome.transition is not Transition.NONE:
             event(
                 self.logger,

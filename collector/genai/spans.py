@@ -13,6 +13,7 @@ GenAI spans and only for the keys processors use.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["GenAISpan", "any_value", "extract_genai_spans", "iter_spans"]
+__all__ = ["GenAISpan", "any_value", "extract_genai_spans", "iter_spans", "retrieval_documents"]
 
 # OpenInference (Arize Phoenix) names; a different convention family, so not in our generated registry.
 _OI_SPAN_KIND = "openinference.span.kind"
@@ -35,6 +36,19 @@ _OI_COMPLETION_TOKENS = "llm.token_count.completion"
 _OI_CACHE_READ = "llm.token_count.prompt_details.cache_read"
 _OI_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
 _OI_REASONING = "llm.token_count.completion_details.reasoning"
+_OI_RETRIEVAL_PREFIX = "retrieval.documents."
+_OI_TOOL_NAME = "tool.name"
+# OpenInference `llm.provider` / `llm.system` values -> gen_ai.provider.name values.
+_OI_PROVIDER_VALUES = {
+    "google": "gcp.gen_ai",
+    "vertexai": "gcp.vertex_ai",
+    "azure": "azure.ai.openai",
+    "aws": "aws.bedrock",
+    "xai": "x_ai",
+    "mistralai": "mistral_ai",
+    "mistral": "mistral_ai",
+    "deepseek": "deepseek",
+}
 _OI_KIND_TO_OPERATION = {
     "LLM": "chat",
     "EMBEDDING": "embeddings",
@@ -42,6 +56,38 @@ _OI_KIND_TO_OPERATION = {
     "AGENT": "invoke_agent",
     "RETRIEVER": "retrieval",
 }
+
+# TODO(#6): not in the generated registry yet (gen_ai.retrieval.* at fe5608e).
+GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
+
+# Field aliases seen in the field, in the order they are tried after the standard name.
+_CACHE_READ_KEYS = (
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    *(
+        k
+        for k, v in attrs.NONSTANDARD_ATTRIBUTE_ALIASES.items()
+        if v == attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+    ),
+)
+_CACHE_WRITE_KEYS = (
+    attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    *(
+        k
+        for k, v in attrs.NONSTANDARD_ATTRIBUTE_ALIASES.items()
+        if v == attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+    ),
+)
+_SERVICE_TIER_KEYS = (
+    attrs.OPENAI_RESPONSE_SERVICE_TIER,
+    attrs.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER,
+    attrs.OPENAI_REQUEST_SERVICE_TIER,
+    attrs.GEN_AI_OPENAI_REQUEST_SERVICE_TIER,
+)
+_STREAM_KEYS = (
+    attrs.GEN_AI_REQUEST_STREAM,
+    *(k for k, v in attrs.NONSTANDARD_ATTRIBUTE_ALIASES.items() if v == attrs.GEN_AI_REQUEST_STREAM),
+)
 
 # Keys whose presence makes a span a GenAI span.
 _GATE_KEYS = (attrs.GEN_AI_OPERATION_NAME, attrs.GEN_AI_SYSTEM, attrs.GEN_AI_PROVIDER_NAME, _OI_SPAN_KIND)
@@ -112,6 +158,25 @@ def _first_int(values: dict[str, AnyValue], *keys: str) -> int | None:
     return None
 
 
+def _first_str(values: dict[str, AnyValue], keys: tuple[str, ...]) -> str:
+    for key in keys:
+        found = _str(values, key)
+        if found:
+            return found
+    return ""
+
+
+def _bool(values: dict[str, AnyValue], keys: tuple[str, ...]) -> bool:
+    for key in keys:
+        value = values.get(key)
+        if value is None:
+            continue
+        if value.WhichOneof("value") == "bool_value":
+            return value.bool_value
+        return _str(values, key).lower() == "true"
+    return False
+
+
 @dataclass(slots=True)
 class GenAISpan:
     """A GenAI span with its resource and scope, under current convention names.
@@ -142,7 +207,31 @@ class GenAISpan:
     time_to_first_chunk_s: float | None
     cost_amount: float | None
     cost_currency: str
+    agent_name: str = ""
+    tool_name: str = ""
+    tool_type: str = ""
+    service_tier: str = ""
+    streaming: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    #: Set by the call deduplicator (see :mod:`collector.genai.calls`): ``None`` until decided, then
+    #: whether this span counts as a call (requests, duration, errors) and whether its usage counts
+    #: (tokens, cost). A duplicate of an already counted call has both False, or only ``count_usage``
+    #: when the first span of the call carried no usage.
+    count_call: bool | None = None
+    count_usage: bool = True
+    #: Cost in USD and where it came from (``provider`` or ``local``), set by the ``cost`` processor.
+    cost_usd: float | None = None
+    cost_source: str = ""
+
+    @property
+    def has_usage(self) -> bool:
+        """True when the span reported input or output tokens."""
+        return self.input_tokens is not None or self.output_tokens is not None
+
+    @property
+    def model(self) -> str:
+        """The response model, else the request model: what was billed."""
+        return self.response_model or self.request_model
 
     @property
     def service_name(self) -> str:
@@ -213,18 +302,23 @@ def _normalise(
         if provider:
             convention = "gen_ai_legacy"
     request_model = _str(values, attrs.GEN_AI_REQUEST_MODEL)
+    response_model = _str(values, attrs.GEN_AI_RESPONSE_MODEL)
     input_tokens = _first_int(values, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_PROMPT_TOKENS)
     output_tokens = _first_int(values, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_COMPLETION_TOKENS)
-    cache_read = _int(values, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-    cache_write = _first_int(
-        values, attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
-    )
+    cache_read = _first_int(values, *_CACHE_READ_KEYS)
+    cache_write = _first_int(values, *_CACHE_WRITE_KEYS)
     reasoning = _int(values, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
+    tool_name = _str(values, attrs.GEN_AI_TOOL_NAME)
     if _OI_SPAN_KIND in values and not operation:
         convention = "openinference"
         operation = _OI_KIND_TO_OPERATION.get(_str(values, _OI_SPAN_KIND).upper(), "")
-        provider = provider or _str(values, _OI_PROVIDER) or _str(values, _OI_SYSTEM)
+        if not provider:
+            provider = (_str(values, _OI_PROVIDER) or _str(values, _OI_SYSTEM)).lower()
+            provider = _OI_PROVIDER_VALUES.get(provider, provider)
         request_model = request_model or _str(values, _OI_MODEL)
+        # OpenInference records the model the response named; it is both what was asked and billed.
+        response_model = response_model or request_model
+        tool_name = tool_name or _str(values, _OI_TOOL_NAME)
         if input_tokens is None:
             input_tokens = _int(values, _OI_PROMPT_TOKENS)
         if output_tokens is None:
@@ -250,7 +344,7 @@ def _normalise(
         operation=operation,
         provider=provider,
         request_model=request_model,
-        response_model=_str(values, attrs.GEN_AI_RESPONSE_MODEL),
+        response_model=response_model,
         response_id=_str(values, attrs.GEN_AI_RESPONSE_ID),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -263,4 +357,46 @@ def _normalise(
         time_to_first_chunk_s=_float(values, attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
         cost_amount=_float(values, attrs.GEN_AI_USAGE_COST_AMOUNT),
         cost_currency=_str(values, attrs.GEN_AI_USAGE_COST_CURRENCY),
+        agent_name=_str(values, attrs.GEN_AI_AGENT_NAME),
+        tool_name=tool_name,
+        tool_type=_str(values, attrs.GEN_AI_TOOL_TYPE),
+        service_tier=_first_str(values, _SERVICE_TIER_KEYS),
+        streaming=_bool(values, _STREAM_KEYS),
     )
+
+
+def retrieval_documents(span: GenAISpan) -> tuple[int | None, list[float]]:
+    """Number of documents a retrieval span returned and the scores they carry.
+
+    Reads ``gen_ai.retrieval.documents`` (a structured array of ``{id?, score?}`` or its JSON string)
+    or OpenInference's flattened ``retrieval.documents.<i>.document.score``. The count is ``None`` when
+    the span does not say (the attribute is opt-in), never a guess.
+    """
+    value = span.attributes.get(GEN_AI_RETRIEVAL_DOCUMENTS)
+    if value is not None:
+        decoded = any_value(value)
+        if isinstance(decoded, str):
+            try:
+                decoded = json.loads(decoded)
+            except ValueError:
+                return None, []
+        if not isinstance(decoded, list):
+            return None, []
+        scores: list[float] = []
+        for doc in decoded:
+            score = doc.get("score") if isinstance(doc, dict) else None
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                scores.append(float(score))
+        return len(decoded), scores
+    indices: set[str] = set()
+    oi_scores: list[float] = []
+    for key in span.attributes:
+        if not key.startswith(_OI_RETRIEVAL_PREFIX):
+            continue
+        index, _, rest = key[len(_OI_RETRIEVAL_PREFIX) :].partition(".")
+        indices.add(index)
+        if rest == "document.score":
+            score_value = _float(span.attributes, key)
+            if score_value is not None:
+                oi_scores.append(score_value)
+    return (len(indices), oi_scores) if indices else (None, [])

@@ -1,0 +1,162 @@
+"""Prometheus naming and the text exposition format (0.0.4) for store snapshots.
+
+Names follow the OpenTelemetry-to-Prometheus compatibility rules: characters outside
+``[a-zA-Z0-9_:]`` become ``_``, the unit is appended as a word (``s`` → ``_seconds``, ``USD`` → ``_usd``,
+curly-brace annotations such as ``{token}`` are dropped, ``1`` becomes ``_ratio`` on gauges only), and
+monotonic counters end in ``_total``. Histograms expose ``_bucket{le=...}`` (cumulative), ``_sum`` and
+``_count``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+from collector.metrics._store import InstrumentSnapshot, MetricStore
+from otel_llm.conventions import attributes as attrs
+
+__all__ = ["label_name", "metric_family_name", "render_text", "unit_suffix"]
+
+_INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]+")
+_INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]+")
+_MULTI_UNDERSCORE = re.compile(r"__+")
+_UNIT_WORDS = {
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "min": "minutes",
+    "h": "hours",
+    "d": "days",
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "KBy": "kilobytes",
+    "MBy": "megabytes",
+    "GBy": "gigabytes",
+    "bit": "bits",
+    "%": "percent",
+    "Hz": "hertz",
+    "USD": "usd",
+    "EUR": "eur",
+}
+_PER_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def unit_suffix(unit: str, kind: str) -> str:
+    """The word a unit adds to a Prometheus name; empty for annotations like ``{token}``."""
+    unit = re.sub(r"\{[^}]*\}", "", unit).strip()
+    if not unit:
+        return ""
+    if unit == "1":
+        return "ratio" if kind == "gauge" else ""
+    if "/" in unit:
+        num, _, den = unit.partition("/")
+        left = _UNIT_WORDS.get(num, num)
+        right = _PER_WORDS.get(den, _UNIT_WORDS.get(den, den))
+        return f"{left}_per_{right}" if left else f"per_{right}"
+    return _UNIT_WORDS.get(unit, unit)
+
+
+def metric_family_name(name: str, unit: str, kind: str) -> str:
+    """Prometheus metric family name, with unit and (counters) ``_total`` suffixes."""
+    base = _MULTI_UNDERSCORE.sub("_", _INVALID_NAME.sub("_", name)).strip("_") or "_"
+    if base[0].isdigit():
+        base = "_" + base
+    suffix = _INVALID_NAME.sub("_", unit_suffix(unit, kind))
+    if suffix and not base.endswith("_" + suffix):
+        base = f"{base}_{suffix}"
+    if kind == "counter" and not base.endswith("_total"):
+        base += "_total"
+    return base
+
+
+def label_name(key: str) -> str:
+    """Prometheus label name for an attribute key (``gen_ai.request.model`` → ``gen_ai_request_model``)."""
+    out = _MULTI_UNDERSCORE.sub("_", _INVALID_LABEL.sub("_", key)) or "_"
+    if out[0].isdigit():
+        out = "key_" + out
+    return out
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus writes it."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_value(value)
+    return str(value)
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    body = ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs)
+    return "{" + body + "}" if body else ""
+
+
+def render_text(
+    store: MetricStore,
+    snapshots: Sequence[InstrumentSnapshot],
+    *,
+    resource_labels: bool = True,
+    namespace: str = "",
+) -> str:
+    """Text exposition of ``snapshots``.
+
+    With ``resource_labels`` the series' resource attributes become labels (the point's own attribute
+    wins on a clash); the store keeps only a few key attributes per resource, so this stays small.
+    """
+    lines: list[str] = []
+    instance = store.instance_id
+    instance_label = label_name(attrs.OTEL_LLM_INSTANCE_ID)
+    for snap in snapshots:
+        family = metric_family_name(snap.name, snap.unit, snap.kind)
+        if namespace:
+            family = f"{label_name(namespace)}_{family}"
+        prom_type = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}[snap.kind]
+        lines.append(f"# HELP {family} {_escape_help(snap.description or snap.name)}")
+        lines.append(f"# TYPE {family} {prom_type}")
+        bounds = [format_value(b) for b in snap.buckets]
+        for point in snap.points:
+            pairs: dict[str, str] = {}
+            if resource_labels:
+                for key, text in store.resource_attributes(point.resource):
+                    if text:
+                        pairs[label_name(key)] = text
+            for key, value in point.attributes:
+                if value is None or value == "":
+                    continue
+                pairs[label_name(key)] = _label_text(value)
+            if instance:
+                pairs[instance_label] = instance
+            items = list(pairs.items())
+            if snap.kind == "histogram":
+                running = 0
+                for bound, count in zip([*bounds, "+Inf"], point.bucket_counts, strict=True):
+                    running += count
+                    lines.append(f"{family}_bucket{_labels([*items, ('le', bound)])} {running}")
+                lines.append(f"{family}_sum{_labels(items)} {format_value(point.total)}")
+                lines.append(f"{family}_count{_labels(items)} {point.count}")
+            else:
+                lines.append(f"{family}{_labels(items)} {format_value(point.value)}")
+    lines.append("")
+    return "\n".join(lines)

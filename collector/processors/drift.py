@@ -29,6 +29,7 @@ tests run on one worker thread fed by a bounded queue; prompts beyond ``embeddin
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -188,11 +189,12 @@ class DriftProcessorConfig(ComponentConfig):
                 disjoint_windows=self.window.step is None or self.window.step >= self.window.size,
                 signals=len(self.signals) if self.alpha_scope == "group" else 1,
             )
-            if (self.permutations + 1) * rule.test_alpha < 1:
+            needed = math.ceil(1.0 / rule.test_alpha - 1e-9) - 1
+            if self.permutations < needed:
                 found.append(
                     (
                         "permutations",
-                        f"expected at least {int(1 / rule.test_alpha)} to reach the per-window level "
+                        f"expected at least {needed} to reach the per-window level "
                         f"{rule.test_alpha:.3g}, got {self.permutations}",
                     )
                 )

@@ -1,0 +1,330 @@
+"""The drift processor end to end: references, windows, events, export, persistence, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from collector.component import ComponentId, CreateSettings, Host, Kind
+from collector.drift.features import Signal
+from collector.drift.references import ReferenceStore, save_reference
+from collector.processors.drift import FACTORY, DriftProcessor, DriftProcessorConfig
+from collector.telemetry import SelfTelemetry
+from otel_llm.conventions import metrics as m
+from tests.collector.drift._helpers import SpanSpec, batch, prompts, request
+
+_LOGGER = "otel_llm.collector.processors.drift.test"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _config(**overrides: Any) -> DriftProcessorConfig:
+    base: dict[str, Any] = {
+        "reference": {"size": 120, "min_size": 20},
+        "window": {"size": 60, "min_size": 20},
+        "embedding": {"max_per_minute": 100_000, "queue_size": 100_000, "embedder": {"dimensions": 256}},
+        "alpha": 0.01,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return DriftProcessorConfig.model_validate(base)
+
+
+def _processor(config: DriftProcessorConfig, clock: FakeClock | None = None) -> DriftProcessor:
+    settings = CreateSettings(
+        id=ComponentId("drift"),
+        kind=Kind.PROCESSOR,
+        logger=logging.getLogger(_LOGGER),
+        telemetry=SelfTelemetry(),
+    )
+    return DriftProcessor(config, settings, clock=clock or FakeClock())
+
+
+def _feed(processor: DriftProcessor, specs: list[SpanSpec], chunk: int = 20) -> None:
+    for start in range(0, len(specs), chunk):
+        assert processor.process(batch(specs[start : start + chunk])) is not None
+        processor.run_pending()
+
+
+def _state(processor: DriftProcessor, signal: Signal, **labels: str) -> float | None:
+    wanted = {"service.name": "chat-api", "gen_ai.request.model": "gpt-4o-mini", **labels}
+    for (name, key), value in processor.gauges.items():
+        pairs = dict(key)
+        if (
+            name == m.OTEL_LLM_DRIFT_STATE
+            and pairs.get("otel_llm.drift.signal") == signal.value
+            and all(pairs.get(k) == v for k, v in wanted.items())
+        ):
+            return value
+    return None
+
+
+def test_factory_and_defaults() -> None:
+    assert FACTORY.type_name == "drift"
+    config = DriftProcessorConfig()
+    assert config.group_by == ["service.name", "gen_ai.request.model"]
+    assert config.alpha == 0.01 and config.consecutive == 2
+    assert config.reference.mode == "first_n" and config.window.step is None
+    assert "answer_embedding" not in config.signals
+    assert config.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (
+            {"window": {"size": 50, "min_size": 60}},
+            ("window::min_size", "expected at most window::size (50)"),
+        ),
+        ({"window": {"size": 50, "step": 60}}, ("window::step", "expected at most window::size (50)")),
+        ({"reference": {"mode": "file"}}, ("reference::directory", "required when reference::mode is file")),
+        ({"signals": ["latency", "latency"]}, ("signals", "expected each signal once")),
+        (
+            {"permutations": 19, "alpha": 0.001, "consecutive": 1},
+            ("permutations", "expected at least 6999 to reach the per-window level 0.000143, got 19"),
+        ),
+    ],
+    ids=["min-size", "step", "file-needs-directory", "duplicate-signal", "too-few-permutations"],
+)
+def test_config_problems(raw: dict[str, Any], problem: tuple[str, str]) -> None:
+    assert problem in DriftProcessorConfig.model_validate(raw).problems()
+
+
+def test_lifecycle_shutdown_before_start_and_twice() -> None:
+    processor = _processor(_config())
+    processor.shutdown(1.0)
+    host = Host(telemetry=SelfTelemetry())
+    processor.start(host)
+    processor.start(host)
+    processor.shutdown(1.0)
+    processor.shutdown(1.0)
+
+
+def test_no_drift_then_topic_shift_starts_an_event(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    processor = _processor(_config(signals=["prompt_embedding"]))
+    _feed(processor, [SpanSpec(prompt=p) for p in prompts("billing", 120 + 5 * 60, rng)])
+    assert _state(processor, Signal.PROMPT_EMBEDDING) == 0.0
+    with caplog.at_level(logging.INFO, logger=_LOGGER):
+        _feed(processor, [SpanSpec(prompt=p) for p in prompts("cooking", 3 * 60, rng)])
+    assert _state(processor, Signal.PROMPT_EMBEDDING) == 1.0
+    started = [r for r in caplog.records if r.getMessage() == "drift started"]
+    assert len(started) == 1
+    fields = started[0].fields  # type: ignore[attr-defined]
+    assert fields["signal"] == "prompt_embedding" and fields["gen_ai.request.model"] == "gpt-4o-mini"
+    assert fields["p_value"] <= fields["test_alpha"]
+
+
+def test_statistics_drift_without_content() -> None:
+    rng = np.random.default_rng(1)
+    processor = _processor(
+        _config(signals=["output_tokens", "finish_reason", "latency", "error", "tool_call"])
+    )
+
+    def spans(tokens: float, reasons: list[str], weights: list[float], count: int) -> list[SpanSpec]:
+        return [
+            SpanSpec(
+                prompt=None,
+                output_tokens=int(rng.poisson(tokens)),
+                finish_reason=str(rng.choice(reasons, p=weights)),
+                duration_s=float(rng.lognormal(-1, 0.3)),
+            )
+            for _ in range(count)
+        ]
+
+    _feed(processor, spans(50, ["stop", "length"], [0.9, 0.1], 120 + 3 * 60))
+    assert _state(processor, Signal.OUTPUT_TOKENS) == 0.0
+    assert _state(processor, Signal.FINISH_REASON) == 0.0
+    _feed(processor, spans(80, ["stop", "length"], [0.5, 0.5], 3 * 60))
+    assert _state(processor, Signal.OUTPUT_TOKENS) == 1.0
+    assert _state(processor, Signal.FINISH_REASON) == 1.0
+    assert _state(processor, Signal.LATENCY) == 0.0
+    assert processor.monitor.snapshot()["spans_without_content"] == 0  # prompt_embedding is off
+
+
+def test_spans_without_content_are_counted() -> None:
+    processor = _processor(_config())
+    _feed(processor, [SpanSpec(prompt=None)] * 30 + [SpanSpec(prompt="hi there")] * 10)
+    assert processor.monitor.snapshot()["spans_without_content"] == 30
+
+
+def test_embedding_rate_limit_skips_and_counts() -> None:
+    clock = FakeClock()
+    processor = _processor(_config(embedding={"max_per_minute": 50}), clock)
+    processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
+    assert processor.monitor.snapshot()["skipped"] == {"rate_limited": 50}
+    assert processor.run_pending() == 50
+    clock.now += 30.0  # half a minute refills 25 prompts
+    processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
+    assert processor.monitor.snapshot()["skipped"] == {"rate_limited": 125}
+
+
+def test_embedding_queue_bound_skips_and_counts() -> None:
+    processor = _processor(_config(embedding={"queue_size": 30}))
+    processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
+    assert processor.monitor.snapshot()["skipped"] == {"queue_full": 70}
+    assert processor.run_pending() == 30
+
+
+def test_memory_is_bounded_with_many_groups() -> None:
+    processor = _processor(_config(max_groups=10, reference={"size": 50, "min_size": 10}))
+    for group in range(300):
+        processor.process(batch([SpanSpec(prompt=f"prompt {i}", model=f"model-{group}") for i in range(40)]))
+        processor.run_pending()
+    snapshot = processor.monitor.snapshot()
+    assert snapshot["groups"] == 10
+    assert snapshot["groups_evicted"] == 290
+    signals = len(processor.config.signals)
+    assert snapshot["stored_values"] <= 10 * signals * (50 + 60)
+    models = {dict(key).get("gen_ai.request.model") for _, key in processor.gauges}
+    assert len(models) <= 10
+
+
+def test_references_persist_and_reload(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    config = _config(reference={"directory": str(tmp_path)}, signals=["prompt_embedding", "input_tokens"])
+    first = _processor(config)
+    _feed(
+        first, [SpanSpec(prompt=p, input_tokens=int(rng.poisson(100))) for p in prompts("travel", 150, rng)]
+    )
+    first.shutdown(1.0)
+    files = sorted(p.name.split(".")[1] for p in tmp_path.glob("*.npz"))
+    assert files == ["input_tokens", "prompt_embedding"]
+
+    second = _processor(config)
+    # No reference phase after a restart: the first window is already tested.
+    _feed(
+        second, [SpanSpec(prompt=p, input_tokens=int(rng.poisson(100))) for p in prompts("travel", 60, rng)]
+    )
+    assert second.monitor.snapshot()["references_loaded"] == 2
+    assert _state(second, Signal.PROMPT_EMBEDDING) == 0.0
+
+    # Another embedder's vectors are not comparable: that reference is ignored.
+    other = _config(
+        reference={"directory": str(tmp_path)},
+        embedding={"embedder": {"dimensions": 128}},
+        signals=["prompt_embedding"],
+    )
+    third = _processor(other)
+    _feed(third, [SpanSpec(prompt="hello")])
+    assert third.monitor.snapshot()["references_loaded"] == 0
+
+
+def test_time_closes_quiet_windows_and_period_references() -> None:
+    clock = FakeClock()
+    config = _config(
+        signals=["input_tokens"],
+        reference={"mode": "period", "period": "1h", "min_size": 20},
+        window={"size": 1000, "min_size": 20, "max_age": "10m"},
+    )
+    processor = _processor(config, clock)
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        processor.process(batch([SpanSpec(input_tokens=int(rng.poisson(100)))]))
+        clock.now += 60.0
+    processor.tick()
+    assert processor.monitor.snapshot()["decisions"] == 0  # still inside the reference period
+    clock.now += 3600.0
+    processor.tick()
+    for _ in range(25):
+        processor.process(batch([SpanSpec(input_tokens=int(rng.poisson(100)))]))
+        clock.now += 10.0
+    processor.tick()
+    assert processor.monitor.snapshot()["decisions"] == 0  # 250 s < max_age
+    clock.now += 600.0
+    processor.tick()
+    assert processor.monitor.snapshot()["decisions"] == 1
+    assert _state(processor, Signal.INPUT_TOKENS) == 0.0
+
+
+def test_sliding_windows_decide_every_step() -> None:
+    processor = _processor(_config(signals=["input_tokens"], window={"size": 60, "step": 20, "max_age": 0}))
+    rng = np.random.default_rng(4)
+    _feed(processor, [SpanSpec(input_tokens=int(rng.poisson(100))) for _ in range(120 + 200)])
+    # Windows are decided from min_size (20) on, then every 20 values: 200 / 20.
+    assert processor.monitor.snapshot()["decisions"] == 10
+    assert processor.monitor.rule.test_alpha == pytest.approx(0.01)
+
+
+def test_worker_thread_embeds_off_the_ingestion_path() -> None:
+    processor = _processor(_config(signals=["prompt_embedding"], reference={"size": 20, "min_size": 10}))
+    processor.start(Host(telemetry=SelfTelemetry()))
+    try:
+        processor.process(batch([SpanSpec(prompt=f"question number {i}") for i in range(20)]))
+        for _ in range(500):
+            if list(processor.monitor.references()):
+                break
+            time.sleep(0.01)
+        assert list(processor.monitor.references())
+    finally:
+        processor.shutdown(2.0)
+
+
+def test_save_reference_from_recorded_traces_for_file_mode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    traces = tmp_path / "traces.jsonl"
+    lines = [
+        json_format.MessageToJson(
+            request([SpanSpec(prompt=p) for p in prompts("programming", 40, rng)]), indent=None
+        )
+        for _ in range(4)
+    ]
+    traces.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    references = tmp_path / "refs"
+    config = _config(
+        reference={"mode": "file", "directory": str(references)}, signals=["prompt_embedding", "input_tokens"]
+    )
+    written = save_reference([traces], config)
+    assert len(written) == 2
+    loaded = ReferenceStore(references).load(
+        {"service.name": "chat-api", "gen_ai.request.model": "gpt-4o-mini"},
+        Signal.PROMPT_EMBEDDING,
+        "hashing:crc32:d256:n2",
+    )
+    assert loaded is not None and loaded.values.shape == (120, 256)
+
+    processor = _processor(config)
+    _feed(processor, [SpanSpec(prompt=p) for p in prompts("cooking", 120, rng)])
+    assert _state(processor, Signal.PROMPT_EMBEDDING) == 1.0
+    # A group without a saved reference is never tested in file mode.
+    _feed(processor, [SpanSpec(prompt="hello", model="other-model")] * 70)
+    assert _state(processor, Signal.PROMPT_EMBEDDING, **{"gen_ai.request.model": "other-model"}) is None
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"resourceSpans": "nope"}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
+        save_reference([bad], config)
+
+
+def test_exports_into_the_shared_metric_store() -> None:
+    metrics = pytest.importorskip("collector.metrics")
+    host = Host(telemetry=SelfTelemetry())
+    processor = _processor(_config(signals=["input_tokens"]))
+    processor._bind_store(host)
+    rng = np.random.default_rng(6)
+    _feed(processor, [SpanSpec(input_tokens=int(rng.poisson(100))) for _ in range(180)])
+    store = metrics.shared_store(host)
+    names = {snap.name: snap for snap in store.snapshot()}
+    assert {m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE} <= set(names)
+    point = names[m.OTEL_LLM_DRIFT_STATE].points[0]
+    assert dict(point.attributes) == {
+        "gen_ai.request.model": "gpt-4o-mini",
+        "otel_llm.drift.signal": "input_tokens",
+    }
+    assert store.resource_attributes(point.resource) == (("service.name", "chat-api"),)

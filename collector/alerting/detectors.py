@@ -521,7 +521,9 @@ def build_detector(config: Any) -> Detector:
     raise TypeError(f"not a detector config: {type(config).__name__}")
 
 
-def score_series(detector: Detector, times: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def score_series(
+    detector: Detector, times: np.ndarray[Any, Any], values: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
     """Scores of a whole series (NaN while not ready), for replays and benchmarks.
 
     The threshold detector is vectorised; the others are recursive by nature and loop in Python,

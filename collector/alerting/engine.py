@@ -27,7 +27,15 @@ from typing import Any
 
 from collector.alerting.detectors import Assessment, Detector, build_detector
 from collector.alerting.rules import RuleConfig
-from collector.alerting.signals import GroupKey, Observation, SignalAggregator, SignalValue, StoreReader, compute, needs_store
+from collector.alerting.signals import (
+    GroupKey,
+    Observation,
+    SignalAggregator,
+    SignalValue,
+    StoreReader,
+    compute,
+    needs_store,
+)
 
 __all__ = [
     "AlertState",
@@ -143,7 +151,9 @@ class RuleRunner:
         if not verdict.breach:
             if alert.state is AlertState.PENDING:
                 alert.pending_since = math.nan
-                return self._move(alert, group, labels, AlertState.INACTIVE, t, "fire condition no longer met")
+                return self._move(
+                    alert, group, labels, AlertState.INACTIVE, t, "fire condition no longer met"
+                )
             return None
         if t - alert.resolved_at < rule.cooldown:
             return None
@@ -245,7 +255,9 @@ class Evaluator:
         for name, runner in old.items():
             if self.runners.get(name) is not runner:
                 for group in runner.open_groups():
-                    transition = runner.close(group, self._group_labels(runner.rule, group), at, "rule changed or removed")
+                    transition = runner.close(
+                        group, self._group_labels(runner.rule, group), at, "rule changed or removed"
+                    )
                     if transition:
                         closed.append(transition)
         self.aggregator.keep = self._keep(self.rules)
@@ -276,7 +288,9 @@ class Evaluator:
         for gone in self.aggregator.expire(end - self.group_ttl_s):
             for runner in self.runners.values():
                 if runner.rule.group_by is None:
-                    transition = runner.close(gone, self._group_labels(runner.rule, gone), end, "group expired")
+                    transition = runner.close(
+                        gone, self._group_labels(runner.rule, gone), end, "group expired"
+                    )
                     if transition:
                         out.append(transition)
         keys = list(self.aggregator.keys())
@@ -285,7 +299,9 @@ class Evaluator:
             window = rule.window or self.interval_s
             for key, merged in self._windows(rule, keys, end, window).items():
                 labels = self._group_labels(rule, key)
-                sample = compute(rule.signal, merged, window) if merged.count or needs_store(rule.signal) else None
+                sample = (
+                    compute(rule.signal, merged, window) if merged.count or needs_store(rule.signal) else None
+                )
                 if needs_store(rule.signal) and (sample is None or sample.n == 0) and self.store is not None:
                     sample = self.store.read(rule.signal, labels)
                 transition = runner.step(key, labels, end, sample)
@@ -293,7 +309,9 @@ class Evaluator:
                     out.append(transition)
         return out
 
-    def _windows(self, rule: RuleConfig, keys: list[GroupKey], end: float, window: float) -> dict[GroupKey, Any]:
+    def _windows(
+        self, rule: RuleConfig, keys: list[GroupKey], end: float, window: float
+    ) -> dict[GroupKey, Any]:
         if rule.group_by is None:
             merged = {key: self.aggregator.window(key, end, window) for key in keys}
             return {key: bucket for key, bucket in merged.items() if bucket is not None}
@@ -312,9 +330,16 @@ class Evaluator:
 
     def firing(self) -> list[tuple[str, Mapping[str, str], AlertState, str]]:
         """Open alerts: (rule, group labels, state, severity)."""
-        out = []
+        out: list[tuple[str, Mapping[str, str], AlertState, str]] = []
         for runner in self.runners.values():
             for key, alert in runner.alerts.items():
                 if alert.state is not AlertState.INACTIVE:
-                    out.append((runner.rule.name, self._group_labels(runner.rule, key), alert.state, alert.severity or runner.rule.severity))
+                    out.append(
+                        (
+                            runner.rule.name,
+                            self._group_labels(runner.rule, key),
+                            alert.state,
+                            alert.severity or runner.rule.severity,
+                        )
+                    )
         return out

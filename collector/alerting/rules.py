@@ -95,8 +95,12 @@ class RuleConfig(ComponentConfig):
             out.append(("signal", f"unknown signal {self.signal!r} (see docs/alerting.md for the list)"))
         for key in self.labels:
             if not _LABEL.match(key) or key in _RESERVED_LABELS:
-                out.append((f"labels::{key}", "expected a Prometheus label name other than alertname, severity"))
-        out.extend((f"detector::{path}" if path else "detector", msg) for path, msg in self.detector.problems())
+                out.append(
+                    (f"labels::{key}", "expected a Prometheus label name other than alertname, severity")
+                )
+        out.extend(
+            (f"detector::{path}" if path else "detector", msg) for path, msg in self.detector.problems()
+        )
         return out
 
 
@@ -170,7 +174,9 @@ def load_rules(directory: str | Path) -> tuple[RuleSet, list[str]]:
             continue
         for index, rule in enumerate(parse_rules(text, str(path), problems)):
             if rule.name in sources:
-                problems.append(f"{path}: rules::{index}::name: {rule.name!r} is also defined in {sources[rule.name]}")
+                problems.append(
+                    f"{path}: rules::{index}::name: {rule.name!r} is also defined in {sources[rule.name]}"
+                )
                 continue
             sources[rule.name] = str(path)
             rules.append(rule)

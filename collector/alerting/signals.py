@@ -161,7 +161,7 @@ def _quantile(hist: list[int], total: int, q: float) -> float:
             low, high = _bin_edges(index)
             if low <= 0:
                 return high * (rank - seen) / count
-            return low * (high / low) ** ((rank - seen) / count)
+            return float(low * (high / low) ** ((rank - seen) / count))
         seen += count
     return _bin_edges(_NBINS - 1)[1]
 
@@ -269,7 +269,9 @@ def compute(signal: str, bucket: Bucket, window_s: float) -> SignalValue | None:
     if signal == "cost_per_minute":
         return SignalValue(bucket.cost_sum / minutes, count)
     if signal == "quality_score":
-        return SignalValue(bucket.quality_sum / bucket.quality_n, bucket.quality_n) if bucket.quality_n else None
+        return (
+            SignalValue(bucket.quality_sum / bucket.quality_n, bucket.quality_n) if bucket.quality_n else None
+        )
     if signal == "thumbs_down_rate":
         return SignalValue(bucket.thumbs_down / bucket.thumbs_n, bucket.thumbs_n) if bucket.thumbs_n else None
     return None

@@ -132,7 +132,15 @@ class GrpcSender:
     def start(self) -> None:
         config = self._config
         target = _target(config.endpoint)
-        options: list[tuple[str, int | str]] = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        retry = config.retry_on_failure
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # Reconnect on the retry schedule, not grpc's own (up to 120 s), so a backend that comes
+            # back is used by the next retry rather than minutes later.
+            ("grpc.initial_reconnect_backoff_ms", max(10, int(min(1.0, retry.initial_interval) * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(10, int(min(1.0, retry.initial_interval) * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval * 1000))),
+        ]
         tls = config.tls
         if tls.server_name_override:
             options.append(("grpc.ssl_target_name_override", tls.server_name_override))

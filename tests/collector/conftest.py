@@ -114,7 +114,7 @@ def run_service() -> Iterator[Callable[[str], Service]]:
 
     yield start
     for service in reversed(started):
-        service.shutdown(5.0)
+        service.shutdown(1.0)  # tests with a backend that is down would otherwise wait the whole timeout
 
 
 def receiver_ports(service: Service, name: str = "otlp") -> tuple[int, int]:

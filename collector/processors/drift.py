@@ -424,9 +424,21 @@ class DriftProcessor:
         expiry_s = max(3600.0, 3.0 * max_age)
         limit = self.config.max_groups * len(self.config.signals)
         for name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE):
-            self._store_gauges[name] = self._store.gauge(
-                name, self._label_names, cardinality_limit=limit, expiry_s=expiry_s
-            )
+            gauge = self._store.gauge(name, self._label_names, cardinality_limit=limit, expiry_s=expiry_s)
+            if tuple(gauge.label_names) != tuple(self._label_names):
+                # Another drift processor (or the canary) created the instrument with other group_by
+                # attributes; one instrument has one label set, so this one keeps its values in `gauges`.
+                event(
+                    self.logger,
+                    logging.WARNING,
+                    "drift metrics not exported: label names differ from an existing instrument",
+                    metric=name,
+                    existing=",".join(gauge.label_names),
+                )
+                self._store = None
+                self._store_gauges = {}
+                return
+            self._store_gauges[name] = gauge
 
     def _publish(self, outcome: Outcome) -> None:
         labels = dict(outcome.labels)

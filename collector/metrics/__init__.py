@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from collector.metrics._otlp import SCOPE_NAME, DeltaTracker, snapshot_to_otlp
-from collector.metrics._prometheus import label_name, metric_family_name, render_text, unit_suffix
+from collector.metrics._prometheus import (
+    iter_samples,
+    label_name,
+    metric_family_name,
+    render_text,
+    unit_suffix,
+)
 from collector.metrics._store import (
     OVERFLOW_ATTRIBUTE,
     OVERFLOW_KEY,
@@ -39,6 +45,7 @@ __all__ = [
     "PointSnapshot",
     "ResourceKey",
     "SeriesKey",
+    "iter_samples",
     "label_name",
     "metric_family_name",
     "render_text",

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from collector.metrics._store import InstrumentSnapshot, MetricStore
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["label_name", "metric_family_name", "render_text", "unit_suffix"]
+__all__ = ["format_value", "iter_samples", "label_name", "metric_family_name", "render_text", "unit_suffix"]
 
 _INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]+")
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]+")
@@ -160,3 +160,42 @@ def render_text(
                 lines.append(f"{family}{_labels(items)} {format_value(point.value)}")
     lines.append("")
     return "\n".join(lines)
+
+
+def iter_samples(
+    store: MetricStore,
+    snapshots: Sequence[InstrumentSnapshot],
+    *,
+    resource_labels: bool = True,
+    namespace: str = "",
+) -> Iterable[tuple[str, list[tuple[str, str]], float]]:
+    """(sample name, labels without ``__name__``, value) for every sample :func:`render_text` would write."""
+    instance = store.instance_id
+    instance_label = label_name(attrs.OTEL_LLM_INSTANCE_ID)
+    for snap in snapshots:
+        family = metric_family_name(snap.name, snap.unit, snap.kind)
+        if namespace:
+            family = f"{label_name(namespace)}_{family}"
+        bounds = [format_value(b) for b in snap.buckets]
+        for point in snap.points:
+            pairs: dict[str, str] = {}
+            if resource_labels:
+                for key, text in store.resource_attributes(point.resource):
+                    if text:
+                        pairs[label_name(key)] = text
+            for key, value in point.attributes:
+                if value is None or value == "":
+                    continue
+                pairs[label_name(key)] = _label_text(value)
+            if instance:
+                pairs[instance_label] = instance
+            items = list(pairs.items())
+            if snap.kind == "histogram":
+                running = 0
+                for bound, count in zip([*bounds, "+Inf"], point.bucket_counts, strict=True):
+                    running += count
+                    yield f"{family}_bucket", [*items, ("le", bound)], float(running)
+                yield f"{family}_sum", items, point.total
+                yield f"{family}_count", items, float(point.count)
+            else:
+                yield family, items, point.value

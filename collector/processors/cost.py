@@ -139,7 +139,10 @@ class CostProcessor:
                 return span.cost_amount, _Source.PROVIDER
             return None, _Reason.UNSUPPORTED_CURRENCY
         if not span.has_usage:
-            return (None, _Reason.MISSING_USAGE) if span.operation in INFERENCE_OPERATIONS else (None, "")
+            # A failed call without usage was most likely not billed: nothing to price, nothing to report.
+            if span.operation in INFERENCE_OPERATIONS and not span.is_error:
+                return None, _Reason.MISSING_USAGE
+            return None, ""
         try:
             cost = self._lookup(span, span.response_model or span.request_model)
         except Unpriced as first:

@@ -239,9 +239,9 @@ class GenAIMetricsProcessor:
         """Add the metrics of ``spans`` to the store (public for benchmarks and tests)."""
         assert self.store is not None
         if self.config.merge_duplicates:
-            merged = self.calls.mark(spans, now_ns)
+            # Marks only spans no earlier processor (cost) marked; merged spans are counted below.
+            self.calls.mark(spans, now_ns)
         else:
-            merged = []
             for span in spans:
                 if span.count_call is None:
                     span.count_call = True
@@ -266,7 +266,6 @@ class GenAIMetricsProcessor:
         documents: list[tuple[SeriesKey, float]] = []
         scores: list[tuple[SeriesKey, float]] = []
         resources: dict[int, tuple[str, ...]] = {}
-        merged_ids = {id(span) for span in merged}
         skip_client: dict[str, bool] = {}
 
         for span in spans:
@@ -281,7 +280,7 @@ class GenAIMetricsProcessor:
                 resources[rid] = rkey
             dims = dims_of(span)
             key = (rkey, dims)
-            if id(span) in merged_ids:
+            if span.count_call is False:
                 merged_counts[key] += 1
             if mode == "always":
                 client = True

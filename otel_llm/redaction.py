@@ -301,7 +301,7 @@ _FILE_SUFFIXES: Final = frozenset(
 )
 
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?<![\w.%+'-])[A-Za-z0-9][A-Za-z0-9._%+'-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"(?P<tld>[A-Za-z]{2,24})(?![\w-])"
 )
 
@@ -323,15 +323,21 @@ _RIGHT = r"(?![\w/-]|[.,]\d)"
 
 _PHONE_INTERNATIONAL = re.compile(_LEFT + r"\+(?:\d[ .-]?(?:\(\d{1,4}\)[ .-]?)?){7,14}\d" + _RIGHT)
 _PHONE_NANP = re.compile(_LEFT + r"(?:1[ .-]?)?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _RIGHT)
-_PHONE_NATIONAL = re.compile(_LEFT + r"0\d{1,4}(?:[ ]\d{2,4}){2,4}" + _RIGHT)
+_PHONE_NATIONAL = re.compile(_LEFT + r"0\d{1,4}(?:(?:[ ]\d{2,4}){2,4}|[ /-]\d{5,8})" + _RIGHT)
 _PHONE_CONTEXT = re.compile(
     r"(?i:\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms)\b(?:\s*(?:no\.?|number|#))?[\s:.]{0,3})"
     r"(?P<number>\+?\d[\d ().-]{5,18}\d)" + _RIGHT
 )
 
 
+# A signed decimal (`+37.774929`, a latitude) is not a number in a phone plan.
+_DECIMAL = re.compile(r"\+\d{1,3}\.\d+")
+# Dates after a context word (`call 2024-05-01`).
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+
+
 def _phone_international_ok(match: re.Match[str], text: str) -> bool:
-    return 8 <= len(_digits(text)) <= 15
+    return 8 <= len(_digits(text)) <= 15 and not _DECIMAL.fullmatch(text)
 
 
 def _phone_nanp_ok(match: re.Match[str], text: str) -> bool:
@@ -343,7 +349,7 @@ def _phone_national_ok(match: re.Match[str], text: str) -> bool:
 
 
 def _phone_context_ok(match: re.Match[str], text: str) -> bool:
-    return 7 <= len(_digits(text)) <= 15
+    return 7 <= len(_digits(text)) <= 15 and not _DATE.fullmatch(text)
 
 
 _CARD = re.compile(
@@ -369,12 +375,12 @@ def _ssn_check(match: re.Match[str], _text: str) -> bool:
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(r"(?<![\w./])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\w|\.\d)")
-# A version like `v1.2.3.4` or `version 10.0.0.1` is not an address.
-_VERSION_BEFORE = re.compile(r"(?i:(?:\bv|version|ver\.?|release|build)\s*)$")
+# A version like `v1.2.3.4` or `version 10.0.0.1`, or a section number, is not an address.
+_VERSION_BEFORE = re.compile(r"(?i:(?:\bv|version|ver\.?|release|build|section|chapter|clause|step|§)\s*)$")
 
 
 def _ipv4_ok(match: re.Match[str], text: str) -> bool:
-    before = match.string[max(0, match.start() - 10) : match.start()]
+    before = match.string[max(0, match.start() - 12) : match.start()]
     return _ip_ok(text) and not _VERSION_BEFORE.search(before)
 
 

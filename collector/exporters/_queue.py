@@ -43,6 +43,7 @@ class _BaseQueue:
         self._ready = threading.Condition(self._lock)
         self._sizes: dict[Signal, int] = dict.fromkeys(Signal, 0)
         self._total = 0
+        self._woken = False
 
     def _grow(self, signal: Signal, delta: int) -> None:
         # Called with the lock held.
@@ -55,8 +56,9 @@ class _BaseQueue:
             return self._total
 
     def wake_all(self) -> None:
-        """Wake every waiting consumer (used at shutdown)."""
+        """Make every waiting and future :meth:`get` return at once when nothing waits (shutdown)."""
         with self._lock:
+            self._woken = True
             self._ready.notify_all()
 
 
@@ -68,7 +70,8 @@ class MemoryQueue(_BaseQueue):
         self._entries: deque[Entry] = deque()
 
     def open(self) -> None:
-        return
+        with self._lock:
+            self._woken = False
 
     def put(self, entry: Entry) -> bool:
         with self._lock:
@@ -82,9 +85,8 @@ class MemoryQueue(_BaseQueue):
     def get(self, timeout_s: float) -> Entry | None:
         """The oldest waiting entry, or None after ``timeout_s``; it counts until :meth:`done`."""
         with self._lock:
-            if not self._entries and not self._ready.wait_for(lambda: bool(self._entries), timeout_s):
-                return None
-            return self._entries.popleft()
+            self._ready.wait_for(lambda: bool(self._entries) or self._woken, timeout_s)
+            return self._entries.popleft() if self._entries else None
 
     def done(self, entry: Entry) -> None:
         """The entry was sent or dropped for good."""
@@ -134,6 +136,7 @@ class SqliteQueue(_BaseQueue):
         )
         with self._lock:
             self._db = db
+            self._woken = False
             for rowid, signal, items in db.execute("SELECT id, signal, items FROM queue ORDER BY id"):
                 entry_signal = Signal(signal)
                 self._waiting.append((rowid, entry_signal, items))
@@ -157,9 +160,8 @@ class SqliteQueue(_BaseQueue):
 
     def get(self, timeout_s: float) -> Entry | None:
         with self._lock:
-            if not self._waiting and not self._ready.wait_for(lambda: bool(self._waiting), timeout_s):
-                return None
-            if self._db is None:
+            self._ready.wait_for(lambda: bool(self._waiting) or self._woken, timeout_s)
+            if not self._waiting or self._db is None:
                 return None
             rowid, signal, items = self._waiting.popleft()
             row = self._db.execute("SELECT payload FROM queue WHERE id = ?", (rowid,)).fetchone()

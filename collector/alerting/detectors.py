@@ -313,7 +313,10 @@ class EwmaDetector:
         baseline = math.exp(state.mean) if c.log else state.mean
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            _ewma_learn(state, value, c.alpha, warm=False)
+            # Outliers the direction ignores (a spike up on a `down` chart) are clipped to k sigma so
+            # they do not inflate the variance.
+            clipped = min(max(value, state.mean - c.k * sigma), state.mean + c.k * sigma)
+            _ewma_learn(state, clipped, c.alpha, warm=False)
         return Assessment(True, breach, clear, critical, score, baseline)
 
 
@@ -411,7 +414,7 @@ class ZScoreDetector:
         critical = c.critical_k is not None and score > c.critical_k
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            window.add(t, value)
+            window.add(t, min(max(value, mean - c.k * sigma), mean + c.k * sigma))
         return Assessment(True, breach, clear, critical, score, math.exp(mean) if c.log else mean)
 
 

@@ -229,6 +229,7 @@ class Evaluator:
     store: StoreReader | None = None
     group_ttl_s: float = 3600.0
     max_groups: int = 1000
+    min_window_s: float = 0.0
     runners: dict[str, RuleRunner] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -239,6 +240,7 @@ class Evaluator:
 
     def _keep(self, rules: Sequence[RuleConfig]) -> int:
         longest = max((r.window or self.interval_s for r in rules), default=self.interval_s)
+        longest = max(longest, self.min_window_s)
         return max(1, math.ceil(longest / self.interval_s - 1e-9))
 
     def set_rules(self, rules: Sequence[RuleConfig], at: float = math.nan) -> list[Transition]:
@@ -293,11 +295,15 @@ class Evaluator:
                     )
                     if transition:
                         out.append(transition)
-        keys = list(self.aggregator.keys())
+        keys = list(self.aggregator.group_keys())
+        cache: dict[tuple[tuple[str, ...] | None, float], dict[GroupKey, Any]] = {}
         for runner in self.runners.values():
             rule = runner.rule
             window = rule.window or self.interval_s
-            for key, merged in self._windows(rule, keys, end, window).items():
+            cache_key = (tuple(rule.group_by) if rule.group_by is not None else None, window)
+            if cache_key not in cache:
+                cache[cache_key] = self._windows(rule, keys, end, window)
+            for key, merged in cache[cache_key].items():
                 labels = self._group_labels(rule, key)
                 sample = (
                     compute(rule.signal, merged, window) if merged.count or needs_store(rule.signal) else None

@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
-from collector.alerting.detectors import DetectorConfig
+from collector.alerting.detectors import (
+    CusumConfig,
+    DetectorConfig,
+    EwmaConfig,
+    RatioConfig,
+    ThresholdConfig,
+    ZScoreConfig,
+)
 from collector.alerting.signals import is_signal
 from collector.component import ComponentConfig
-from collector.configuration import _validate_model, expand_env
+from collector.configuration import _describe, expand_env
 from collector.durations import Duration
 
 __all__ = [
     "RuleConfig",
-    "RuleFile",
     "RuleSet",
     "RuleWatcher",
     "load_rules",
@@ -87,33 +93,30 @@ class RuleConfig(ComponentConfig):
     )
     enabled: bool = Field(True, description="`false` keeps the rule in the file but never evaluates it.")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"expected letters, digits and _ (not first), got {value!r}")
+        return value
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        if not is_signal(value):
+            raise ValueError(f"unknown signal {value!r} (see docs/alerting.md for the list)")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in value if not _LABEL.match(key) or key in _RESERVED_LABELS]
+        if bad:
+            raise ValueError(f"expected Prometheus label names other than alertname and severity, got {bad}")
+        return value
+
     def problems(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        if not _NAME.match(self.name):
-            out.append(("name", f"expected letters, digits and _ (not first), got {self.name!r}"))
-        if not is_signal(self.signal):
-            out.append(("signal", f"unknown signal {self.signal!r} (see docs/alerting.md for the list)"))
-        for key in self.labels:
-            if not _LABEL.match(key) or key in _RESERVED_LABELS:
-                out.append(
-                    (f"labels::{key}", "expected a Prometheus label name other than alertname, severity")
-                )
-        out.extend(
-            (f"detector::{path}" if path else "detector", msg) for path, msg in self.detector.problems()
-        )
-        return out
-
-
-class RuleFile(ComponentConfig):
-    """A rules file: ``rules:`` and nothing else."""
-
-    rules: list[RuleConfig] = Field(default_factory=list, description="The rules of this file.")
-
-    def problems(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        for index, rule in enumerate(self.rules):
-            out.extend((f"rules::{index}::{path}", msg) for path, msg in rule.problems())
-        return out
+        return [(f"detector::{path}" if path else "detector", msg) for path, msg in self.detector.problems()]
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,43 @@ class RuleSet:
         return {rule.name: rule for rule in self.rules}
 
 
+_DETECTORS: dict[str, type[ComponentConfig]] = {
+    "threshold": ThresholdConfig,
+    "ewma": EwmaConfig,
+    "zscore": ZScoreConfig,
+    "ratio": RatioConfig,
+    "cusum": CusumConfig,
+}
+
+
+def _keys(model: type[ComponentConfig]) -> list[str]:
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _rule_problem(path: str, error: Any, raw: dict[str, Any]) -> str:
+    """One pydantic error of a rule as ``path::key: message``, without pydantic's union tags."""
+    location = [str(part) for part in error["loc"]]
+    if len(location) > 1 and location[0] == "detector" and location[1] in _DETECTORS:
+        del location[1]
+    where = "::".join([path, *location])
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        return f"{where}::type: unknown detector {error['ctx']['tag']!r} (expected one of: {', '.join(_DETECTORS)})"
+    if kind == "union_tag_not_found":
+        return f"{where}::type: required key is missing (one of: {', '.join(_DETECTORS)})"
+    if kind == "extra_forbidden":
+        model: type[ComponentConfig] = RuleConfig
+        if location[0] == "detector" and isinstance(raw.get("detector"), dict):
+            model = _DETECTORS.get(str(raw["detector"].get("type")), RuleConfig)
+        return f"{where}: unknown key (expected one of: {', '.join(_keys(model))})"
+    return _describe(path, {**error, "loc": tuple(location)}, RuleConfig)
+
+
 def parse_rules(text: str, source: str, problems: list[str]) -> list[RuleConfig]:
-    """Rules of one file's text; problems are appended as ``source: key::path: message``."""
-    local: list[str] = []
+    """Rules of one file's text; problems are appended as ``source: rules::0::key: message``.
+
+    Each rule is validated on its own, so one broken rule does not hide the problems of the others.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -139,15 +176,35 @@ def parse_rules(text: str, source: str, problems: list[str]) -> list[RuleConfig]
         return []
     if raw is None:
         return []
+    local: list[str] = []
     raw = expand_env(raw, "", local, os.environ)
+    problems.extend(f"{source}: {problem}" for problem in local)
     if not isinstance(raw, dict):
         problems.append(f"{source}: expected a mapping with `rules`, got {type(raw).__name__}")
         return []
-    parsed: Any = None
-    if not local:
-        parsed = _validate_model(RuleFile, raw, "", local)
-    problems.extend(f"{source}: {problem.removeprefix(': ')}" for problem in local)
-    return list(parsed.rules) if parsed is not None else []
+    for key in raw:
+        if key != "rules":
+            problems.append(f"{source}: {key}: unknown key (expected one of: rules)")
+    items = raw.get("rules") or []
+    if not isinstance(items, list):
+        problems.append(f"{source}: rules: expected a list, got {type(items).__name__}")
+        return []
+    rules: list[RuleConfig] = []
+    for index, item in enumerate(items):
+        path = f"rules::{index}"
+        if not isinstance(item, dict):
+            problems.append(f"{source}: {path}: expected a mapping, got {type(item).__name__}")
+            continue
+        try:
+            rule = RuleConfig.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(f"{source}: {_rule_problem(path, error, item)}" for error in exc.errors())
+            continue
+        found = rule.problems()
+        problems.extend(f"{source}: {path}::{sub}: {message}" for sub, message in found)
+        if not found:
+            rules.append(rule)
+    return rules
 
 
 def _rule_files(directory: Path) -> list[Path]:

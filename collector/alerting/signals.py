@@ -43,7 +43,9 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 __all__ = [
     "SIGNALS",
@@ -152,18 +154,20 @@ def _bin_edges(index: int) -> tuple[float, float]:
     return low, low * 10.0 ** (1 / _BINS_PER_DECADE)
 
 
-def _quantile(hist: list[int], total: int, q: float) -> float:
+def _quantile(hist: np.ndarray[Any, Any], total: int, q: float) -> float:
     """Quantile of a log-bin histogram, interpolated geometrically inside the bin."""
     rank = q * total
-    seen = 0
-    for index, count in enumerate(hist):
-        if count and seen + count >= rank:
-            low, high = _bin_edges(index)
-            if low <= 0:
-                return high * (rank - seen) / count
-            return float(low * (high / low) ** ((rank - seen) / count))
-        seen += count
-    return _bin_edges(_NBINS - 1)[1]
+    cumulative = np.cumsum(hist)
+    index = min(int(np.searchsorted(cumulative, rank, side="left")), _NBINS - 1)
+    while hist[index] == 0 and index < _NBINS - 1:  # rank 0 lands before the first non-empty bin
+        index += 1
+    count = int(hist[index])
+    seen = int(cumulative[index]) - count
+    low, high = _bin_edges(index)
+    fraction = (rank - seen) / count if count else 1.0
+    if low <= 0:
+        return high * fraction
+    return float(low * (high / low) ** fraction)
 
 
 @dataclass(slots=True)
@@ -174,8 +178,8 @@ class Bucket:
     errors: int = 0
     error_classes: Counter[str] = field(default_factory=Counter)
     error_types: Counter[str] = field(default_factory=Counter)
-    latency: list[int] = field(default_factory=lambda: [0] * _NBINS)
-    ttft: list[int] = field(default_factory=lambda: [0] * _NBINS)
+    latency: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(_NBINS, dtype=np.int64))
+    ttft: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(_NBINS, dtype=np.int64))
     ttft_n: int = 0
     tokens_sum: float = 0.0
     tokens_n: int = 0
@@ -215,10 +219,11 @@ class Bucket:
         """Add ``other`` into this bucket."""
         self.count += other.count
         self.errors += other.errors
-        self.error_classes.update(other.error_classes)
-        self.error_types.update(other.error_types)
-        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
-        self.ttft = [a + b for a, b in zip(self.ttft, other.ttft, strict=True)]
+        if other.errors:
+            self.error_classes.update(other.error_classes)
+            self.error_types.update(other.error_types)
+        self.latency += other.latency
+        self.ttft += other.ttft
         self.ttft_n += other.ttft_n
         self.tokens_sum += other.tokens_sum
         self.tokens_n += other.tokens_n
@@ -365,7 +370,7 @@ class SignalAggregator:
             del self.groups[key]
         return gone
 
-    def keys(self) -> Iterable[GroupKey]:
+    def group_keys(self) -> Iterable[GroupKey]:
         """Known groups."""
         return list(self.groups)
 

@@ -160,7 +160,9 @@ def compare_samples(
     var_a, var_b = float(xa.var(ddof=1)), float(xb.var(ddof=1))
     diff = mean_b - mean_a
     se2 = var_a / len(xa) + var_b / len(xb)
-    if se2 == 0:
+    scale = max(abs(mean_a), abs(mean_b), 1e-300)
+    # Constant samples leave only rounding noise in the variance: treat it as zero, not as evidence.
+    if se2 <= (scale * 1e-12) ** 2:
         p_value = 1.0 if diff == 0 else 0.0
         return Comparison(
             metric, "welch", len(xa), len(xb), mean_a, mean_b, diff, diff, diff, p_value, confidence
@@ -168,7 +170,7 @@ def compare_samples(
     se = math.sqrt(se2)
     dof = se2**2 / ((var_a / len(xa)) ** 2 / (len(xa) - 1) + (var_b / len(xb)) ** 2 / (len(xb) - 1))
     t_crit = float(stats.t.ppf(0.5 + confidence / 2, dof))
-    p_value = float(stats.ttest_ind(xb, xa, equal_var=False).pvalue)
+    p_value = float(2 * stats.t.sf(abs(diff) / se, dof))
     return Comparison(
         metric,
         "welch",
@@ -260,10 +262,10 @@ class VariantTracker:
             sides = {}
             for key, side in self._sides.items():
                 sides[key] = (
-                    [v for t, v in side.scores if t >= cutoff],
-                    [v for t, v in side.feedback if t >= cutoff],
-                    [v for t, v in side.costs if t >= cutoff],
-                    [v for t, v in side.latencies if t >= cutoff],
+                    [v for t, v in side.scores if t > cutoff],
+                    [v for t, v in side.feedback if t > cutoff],
+                    [v for t, v in side.costs if t > cutoff],
+                    [v for t, v in side.latencies if t > cutoff],
                 )
         sa, sb = sides[self.a], sides[self.b]
         return [

@@ -127,6 +127,9 @@ class Notifier(Protocol):
     """Sends notifications over one client; raises :class:`RetryableError` or :class:`PermanentError`."""
 
     name: str
+    #: Whether one request carries many notifications (Alertmanager); others get one at a time, so a
+    #: refused notification never takes others down with it.
+    batches: bool
 
     def send(self, client: httpx2.Client, batch: Sequence[Notification], now: float) -> None: ...
 
@@ -163,6 +166,7 @@ class AlertmanagerNotifier:
     resend_interval_s: float = 60.0
     headers: Mapping[str, str] = field(default_factory=dict)
     name: str = "alertmanager"
+    batches: bool = True
 
     def payload(self, batch: Sequence[Notification], now: float) -> list[dict[str, Any]]:
         out = []
@@ -204,6 +208,7 @@ class PagerDutyNotifier:
     url: str = "https://events.pagerduty.com/v2/enqueue"
     source: str = "otel-llm"
     name: str = "pagerduty"
+    batches: bool = False
 
     def payload(self, n: Notification) -> dict[str, Any]:
         if n.status == "resolved":
@@ -243,6 +248,7 @@ class SlackNotifier:
 
     webhook_url: str
     name: str = "slack"
+    batches: bool = False
 
     def payload(self, n: Notification) -> dict[str, Any]:
         mark = ":red_circle:" if n.status == "firing" else ":large_green_circle:"
@@ -291,6 +297,7 @@ class WebhookNotifier:
     secret: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     name: str = "webhook"
+    batches: bool = False
 
     def payload(self, n: Notification) -> dict[str, Any]:
         return {
@@ -451,7 +458,11 @@ class Route:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._deliver(batch)
+                if self.notifier.batches:
+                    self._deliver(batch)
+                else:
+                    for one in batch:
+                        self._deliver([one])
                 with self._idle:
                     self._busy -= len(batch)
                     self._idle.notify_all()

@@ -23,34 +23,55 @@ def test_shipped_rules_are_valid_and_cover_the_issue() -> None:
 
 
 CASES = {
-    "bad-name": ("- {name: 'a b', signal: error_rate, detector: {type: threshold, above: 1}}",
-                 "rules::0::name: expected letters, digits and _ (not first), got 'a b'"),
-    "unknown-signal": ("- {name: A, signal: p95, detector: {type: threshold, above: 1}}",
-                       "rules::0::signal: unknown signal 'p95' (see docs/alerting.md for the list)"),
-    "unknown-detector": ("- {name: A, signal: error_rate, detector: {type: prophet}}",
-                         "rules::0::detector::type: unknown detector 'prophet' "
-                         "(expected one of: threshold, ewma, zscore, ratio, cusum)"),
-    "missing-type": ("- {name: A, signal: error_rate, detector: {above: 1}}",
-                     "rules::0::detector::type: required key is missing "
-                     "(one of: threshold, ewma, zscore, ratio, cusum)"),
-    "detector-unknown-key": ("- {name: A, signal: error_rate, detector: {type: ewma, sigma: 3}}",
-                             "rules::0::detector::sigma: unknown key (expected one of: alpha, critical_k, "
-                             "direction, k, log, min_sigma_ratio, resolve_k, type, warmup)"),
-    "rule-unknown-key": ("- {name: A, signal: error_rate, fire_for: 5m, detector: {type: ewma}}",
-                         "rules::0::fire_for: unknown key (expected one of: annotations, cooldown, detector, "
-                         "enabled, for, group_by, keep_firing_for, labels, min_samples, name, promql, "
-                         "severity, signal, window)"),
-    "bad-duration": ("- {name: A, signal: error_rate, for: soon, detector: {type: ewma}}",
-                     "rules::0::for: expected a duration such as 5s, 250ms or 1m30s, got 'soon'"),
-    "bad-severity": ("- {name: A, signal: error_rate, severity: page, detector: {type: ewma}}",
-                     "rules::0::severity: expected one of 'info', 'warning' or 'critical', got 'page'"),
-    "bad-bound": ("- {name: A, signal: error_rate, detector: {type: ratio, above: 0.5}}",
-                  "rules::0::detector::above: expected a value > 1.0, got 0.5"),
-    "hysteresis-inverted": ("- {name: A, signal: error_rate, detector: {type: threshold, above: 1, resolve: 2}}",
-                            "rules::0::detector::resolve: expected a value <= above (1), got 2"),
-    "reserved-label": ("- {name: A, signal: error_rate, labels: {severity: x}, detector: {type: ewma}}",
-                       "rules::0::labels: expected Prometheus label names other than alertname and "
-                       "severity, got ['severity']"),
+    "bad-name": (
+        "- {name: 'a b', signal: error_rate, detector: {type: threshold, above: 1}}",
+        "rules::0::name: expected letters, digits and _ (not first), got 'a b'",
+    ),
+    "unknown-signal": (
+        "- {name: A, signal: p95, detector: {type: threshold, above: 1}}",
+        "rules::0::signal: unknown signal 'p95' (see docs/alerting.md for the list)",
+    ),
+    "unknown-detector": (
+        "- {name: A, signal: error_rate, detector: {type: prophet}}",
+        "rules::0::detector::type: unknown detector 'prophet' "
+        "(expected one of: threshold, ewma, zscore, ratio, cusum)",
+    ),
+    "missing-type": (
+        "- {name: A, signal: error_rate, detector: {above: 1}}",
+        "rules::0::detector::type: required key is missing (one of: threshold, ewma, zscore, ratio, cusum)",
+    ),
+    "detector-unknown-key": (
+        "- {name: A, signal: error_rate, detector: {type: ewma, sigma: 3}}",
+        "rules::0::detector::sigma: unknown key (expected one of: alpha, critical_k, "
+        "direction, k, log, min_sigma_ratio, resolve_k, type, warmup)",
+    ),
+    "rule-unknown-key": (
+        "- {name: A, signal: error_rate, fire_for: 5m, detector: {type: ewma}}",
+        "rules::0::fire_for: unknown key (expected one of: annotations, cooldown, detector, "
+        "enabled, for, group_by, keep_firing_for, labels, min_samples, name, promql, "
+        "severity, signal, window)",
+    ),
+    "bad-duration": (
+        "- {name: A, signal: error_rate, for: soon, detector: {type: ewma}}",
+        "rules::0::for: expected a duration such as 5s, 250ms or 1m30s, got 'soon'",
+    ),
+    "bad-severity": (
+        "- {name: A, signal: error_rate, severity: page, detector: {type: ewma}}",
+        "rules::0::severity: expected one of 'info', 'warning' or 'critical', got 'page'",
+    ),
+    "bad-bound": (
+        "- {name: A, signal: error_rate, detector: {type: ratio, above: 0.5}}",
+        "rules::0::detector::above: expected a value > 1.0, got 0.5",
+    ),
+    "hysteresis-inverted": (
+        "- {name: A, signal: error_rate, detector: {type: threshold, above: 1, resolve: 2}}",
+        "rules::0::detector::resolve: expected a value <= above (1), got 2",
+    ),
+    "reserved-label": (
+        "- {name: A, signal: error_rate, labels: {severity: x}, detector: {type: ewma}}",
+        "rules::0::labels: expected Prometheus label names other than alertname and "
+        "severity, got ['severity']",
+    ),
     "not-a-list": ("{name: A}", "rules: expected a list, got dict"),
 }
 

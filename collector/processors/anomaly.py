@@ -1,0 +1,652 @@
+"""``anomaly``: alert rules evaluated per group on signals derived from GenAI spans; notifications; health.
+
+Put it in a traces pipeline after ``cost`` (with ``span_attributes: true``, so spans carry their cost)
+and after any processor whose metrics it reads (``drift``). Data passes through unchanged.
+
+- **Signals** (:mod:`collector.alerting.signals`) are aggregated per ``group_by`` values in buckets of
+  ``evaluation_interval`` of *data time*: with ``time_source: span_end`` the span end time drives the
+  clock (a recorded day replays in seconds; while no data arrives the clock keeps moving at wall
+  speed), with ``wall`` the collector's clock does.
+- **Rules** are read from ``rules_dir`` at start (a broken file fails start-up) and reloaded when a
+  file changes (a broken reload is refused and logged; the running rules stay).
+- **Notifications** go to Alertmanager, PagerDuty, Slack and webhooks on their own threads
+  (:mod:`collector.alerting.notifiers`).
+- **Metrics** into the derived-metric store: ``otel_llm.alert.state`` (1 per pending or firing alert,
+  like Prometheus' ``ALERTS``) and ``otel_llm.health.score`` per service and model.
+- **Audit**: every transition and every reload is one JSON log line with ``changed_by``.
+
+Thread safety: ``process`` may run on several receiver threads; one lock guards the evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from collector.alerting.engine import AlertState, Evaluator, Transition, label_name
+from collector.alerting.health import HealthSettings, component_scores, health_score
+from collector.alerting.notifiers import (
+    AlertmanagerNotifier,
+    Delivery,
+    Notifier,
+    PagerDutyNotifier,
+    Route,
+    SlackNotifier,
+    WebhookNotifier,
+    notification_from,
+    rfc3339,
+)
+from collector.alerting.rules import RuleConfig, RuleWatcher, file_owners, load_rules
+from collector.alerting.signals import GroupKey, Observation, SignalValue, compute
+from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from collector.data import Batch, TraceBatch
+from collector.durations import Duration
+from collector.errors import ComponentError
+from collector.genai.spans import GenAISpan, any_value
+from collector.logs import event
+from otel_llm.conventions import attributes as attrs
+from otel_llm.conventions import events as ev
+from otel_llm.conventions import metrics as m
+
+__all__ = ["FACTORY", "AnomalyProcessor", "AnomalyProcessorConfig"]
+
+_SERVICE = "service.name"
+_MODEL = attrs.GEN_AI_REQUEST_MODEL
+# Operations whose spans are model calls; agent, tool and workflow spans would mix their own latency in.
+_MODEL_CALLS = frozenset(
+    {
+        attrs.GenAiOperationNameValues.CHAT,
+        attrs.GenAiOperationNameValues.GENERATE_CONTENT,
+        attrs.GenAiOperationNameValues.TEXT_COMPLETION,
+        attrs.GenAiOperationNameValues.EMBEDDINGS,
+        "",
+    }
+)
+
+
+class AlertmanagerSettings(ComponentConfig):
+    """``alertmanager``: the primary route."""
+
+    url: str = Field(description="Base URL, e.g. `http://127.0.0.1:9093`; alerts go to `/api/v2/alerts`.")
+    resend_interval: Duration = Field(
+        60.0,
+        gt=0,
+        description="Re-send open alerts this often; they expire after 4 intervals unless re-sent.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (auth).")
+
+
+class PagerDutySettings(ComponentConfig):
+    """``pagerduty``: Events API v2."""
+
+    routing_key: str = Field(min_length=1, description="Integration (routing) key of the service.")
+    url: str = Field("https://events.pagerduty.com/v2/enqueue", description="Events API endpoint.")
+    source: str = Field("otel-llm", description="`payload.source` when the group has no service name.")
+
+
+class SlackSettings(ComponentConfig):
+    """``slack``: an incoming webhook."""
+
+    webhook_url: str = Field(min_length=1, description="The incoming-webhook URL Slack gave you.")
+
+
+class WebhookSettings(ComponentConfig):
+    """One entry of ``webhooks``."""
+
+    url: str = Field(min_length=1, description="Where to POST the JSON alert.")
+    secret: str = Field("", description="HMAC-SHA256 signing secret; empty: unsigned.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+
+
+class DeliverySettings(ComponentConfig):
+    """``delivery``: queue, retry and timeout of every route."""
+
+    queue_size: int = Field(1000, ge=1, description="Notifications waiting per route before drops.")
+    max_attempts: int = Field(5, ge=1, description="Tries per notification (first one included).")
+    initial_backoff: Duration = Field(0.5, description="Wait before the first retry; doubles each time.")
+    max_backoff: Duration = Field(30.0, description="Longest wait between retries (and for Retry-After).")
+    timeout: Duration = Field(5.0, gt=0, description="HTTP timeout per request.")
+
+
+class AnomalyProcessorConfig(ComponentConfig):
+    """``processors::anomaly``."""
+
+    rules_dir: str = Field("config/alerts", description="Directory of `*.yaml` rule files.")
+    evaluation_interval: Duration = Field(
+        60.0, gt=0, description="How often rules are evaluated (data time)."
+    )
+    group_by: list[str] = Field(
+        default_factory=lambda: [_SERVICE, _MODEL],
+        min_length=1,
+        description="Dimensions rules are evaluated per (span or resource attributes).",
+    )
+    time_source: Literal["span_end", "wall"] = Field(
+        "span_end", description="`span_end`: data time from span end times; `wall`: the collector's clock."
+    )
+    reload_interval: Duration = Field(
+        10.0, description="How often `rules_dir` is checked for changes (0: never reload)."
+    )
+    group_ttl: Duration = Field(
+        3600.0, gt=0, description="Forget a group (and close its alerts) after this idle time."
+    )
+    max_groups: int = Field(
+        1000, ge=1, description="Groups tracked; spans of further groups are not evaluated."
+    )
+    generator_url: str = Field("", description="Link sent with every alert (a dashboard); empty: none.")
+    prometheus_rules_file: str | None = Field(
+        None, description="Write the rules PromQL can express to this file at start and on every reload."
+    )
+    alertmanager: AlertmanagerSettings | None = Field(
+        None, description="Alertmanager route; none by default."
+    )
+    pagerduty: PagerDutySettings | None = Field(None, description="PagerDuty route; none by default.")
+    slack: SlackSettings | None = Field(None, description="Slack route; none by default.")
+    webhooks: list[WebhookSettings] = Field(default_factory=list, description="Signed webhook routes.")
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        rules, found = load_rules(self.rules_dir)
+        out.extend(("rules_dir", problem) for problem in found)
+        for rule in rules.rules:
+            out.extend(
+                ("rules_dir", problem) for problem in rule_problems(rule, self, rules.sources[rule.name])
+            )
+        for index, name in enumerate(self.group_by):
+            if name in self.group_by[:index]:
+                out.append((f"group_by::{index}", f"{name!r} is listed twice"))
+        return out
+
+
+def rule_problems(rule: RuleConfig, config: AnomalyProcessorConfig, source: str) -> list[str]:
+    """Problems of a valid rule in the context of this processor's settings."""
+    out: list[str] = []
+    if rule.group_by is not None:
+        extra = [d for d in rule.group_by if d not in config.group_by]
+        if extra:
+            out.append(
+                f"{source}: rule {rule.name}: group_by {extra} not in the processor's group_by {config.group_by}"
+            )
+    if rule.window is not None:
+        ratio = rule.window / config.evaluation_interval
+        if abs(ratio - round(ratio)) > 1e-6 or ratio < 1:
+            out.append(f"{source}: rule {rule.name}: window must be a multiple of evaluation_interval")
+    return out
+
+
+def _dimension(name: str) -> Callable[[GenAISpan], str]:
+    if name == _SERVICE:
+        return lambda s: s.service_name
+    if name == _MODEL:
+        return lambda s: s.request_model
+    if name in (attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_SYSTEM):
+        return lambda s: s.provider
+    if name == attrs.GEN_AI_OPERATION_NAME:
+        return lambda s: s.operation
+
+    def read(span: GenAISpan) -> str:
+        value = span.attribute(name)
+        return "" if value is None or isinstance(value, list | dict) else str(value)
+
+    return read
+
+
+def observation(span: GenAISpan) -> Observation:
+    """What the anomaly signals take from one GenAI span."""
+    tokens: int | None = None
+    if span.input_tokens is not None or span.output_tokens is not None:
+        tokens = (span.input_tokens or 0) + (span.output_tokens or 0)
+    quality: list[float] = []
+    direct = span.attributes.get(attrs.GEN_AI_EVALUATION_SCORE_VALUE)
+    if direct is not None:
+        value = any_value(direct)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            quality.append(float(value))
+    for item in span.span.events:
+        if item.name == ev.GEN_AI_EVALUATION_RESULT:
+            for kv in item.attributes:
+                if kv.key == attrs.GEN_AI_EVALUATION_SCORE_VALUE:
+                    value = any_value(kv.value)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        quality.append(float(value))
+    thumbs: tuple[float, ...] = ()
+    if span.attribute(attrs.OTEL_LLM_FEEDBACK_KIND) == attrs.OtelLlmFeedbackKindValues.THUMBS:
+        value = span.attribute(attrs.OTEL_LLM_FEEDBACK_VALUE)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            thumbs = (float(value),)
+    return Observation(
+        duration_s=span.duration_s,
+        is_error=span.is_error,
+        error_type=span.error_type,
+        ttft_s=span.time_to_first_chunk_s,
+        tokens=tokens,
+        cost=span.cost_amount,
+        quality=tuple(quality),
+        thumbs=thumbs,
+    )
+
+
+class _StoreSignals:
+    """Reads ``drift_state`` and ``quality_score`` from the derived-metric store, when present."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._previous: dict[tuple[tuple[str, str], ...], tuple[float, int]] = {}
+
+    def _points(self, name: str) -> list[tuple[dict[str, str], Any]]:
+        store = self.host.shared.get("collector.metrics.store")
+        if store is None:
+            return []
+        out = []
+        now = time.time_ns()
+        for instrument in store.instruments():
+            if instrument.name != name:
+                continue
+            for point in instrument.snapshot(now).points:
+                labels = {label_name(k): str(v) for k, v in point.attributes}
+                labels.update({label_name(k): v for k, v in store.resource_attributes(point.resource)})
+                out.append((labels, point))
+        return out
+
+    def read(self, signal: str, group: Mapping[str, str]) -> SignalValue | None:
+        def matches(labels: Mapping[str, str]) -> bool:
+            return all(labels.get(k, v) == v for k, v in group.items())
+
+        if signal == "drift_state":
+            values = [p.value for labels, p in self._points(m.OTEL_LLM_DRIFT_STATE) if matches(labels)]
+            return SignalValue(max(values), 1) if values else None
+        if signal == "quality_score":
+            total, count = 0.0, 0
+            for labels, point in self._points(m.OTEL_LLM_EVALUATION_SCORE):
+                if matches(labels):
+                    total += point.total
+                    count += point.count
+            key = tuple(sorted(group.items()))
+            before = self._previous.get(key)
+            self._previous[key] = (total, count)
+            if before is None or count <= before[1]:
+                return None
+            return SignalValue((total - before[0]) / (count - before[1]), count - before[1])
+        return None
+
+
+class AnomalyProcessor:
+    """Evaluates alert rules on GenAI spans; see the module docstring."""
+
+    def __init__(
+        self, config: AnomalyProcessorConfig, settings: CreateSettings, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.logger = settings.logger
+        self.clock = clock
+        self._readers = [_dimension(name) for name in config.group_by]
+        self._labels = [label_name(name) for name in config.group_by]
+        self._lock = threading.Lock()
+        self.evaluator: Evaluator | None = None
+        self.routes: list[Route] = []
+        self.watcher: RuleWatcher | None = None
+        self.transitions: list[Transition] = []  # the latest ones, for tests and `otel-llm health`
+        self.health: dict[GroupKey, float] = {}
+        self._store: Any = None
+        self._alert_gauge: Any = None
+        self._health_gauge: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._offset: float | None = None  # data time minus wall time at the last span
+        self._last_span_wall = 0.0
+        self._next_reload = 0.0
+        self._health_at = -1
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, host: Host) -> None:
+        if self._thread is not None:
+            return
+        c = self.config
+        rules, problems = load_rules(c.rules_dir)
+        for rule in rules.rules:
+            problems.extend(rule_problems(rule, c, rules.sources[rule.name]))
+        if problems:
+            raise ComponentError(
+                f"processors::{self.settings.id}: invalid alert rules: " + "; ".join(problems)
+            )
+        self.evaluator = Evaluator(
+            interval_s=c.evaluation_interval,
+            group_by=c.group_by,
+            rules=rules.rules,
+            store=_StoreSignals(host),
+            group_ttl_s=c.group_ttl,
+            max_groups=c.max_groups,
+            min_window_s=c.health.window if c.health.enabled else 0.0,
+        )
+        self._bind_store(host)
+        self.routes = self._routes()
+        for route in self.routes:
+            route.start()
+        if c.reload_interval > 0:
+            self.watcher = RuleWatcher(c.rules_dir)
+        self._export_rules(rules.rules)
+        event(
+            self.logger,
+            logging.INFO,
+            "alert rules loaded",
+            rules=[rule.name for rule in rules.rules],
+            rules_dir=c.rules_dir,
+            changed_by="start-up",
+        )
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._tick_loop, name=f"anomaly-{self.settings.id}", daemon=True
+        )
+        self._thread.start()
+
+    def shutdown(self, timeout_s: float) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout_s)
+        self._thread = None
+        for route in self.routes:
+            route.shutdown(timeout_s)
+
+    def _bind_store(self, host: Host) -> None:
+        try:
+            from collector.metrics import shared_store
+        except ImportError:  # the store is optional: the processor still alerts without it
+            return
+        self._store = shared_store(host)
+        dims = [d for d in self.config.group_by if d != _SERVICE]
+        # Series are refreshed every tick while open; a closed alert's series expires soon after.
+        self._alert_gauge = self._store.gauge(
+            m.OTEL_LLM_ALERT_STATE,
+            (attrs.OTEL_LLM_ALERT_RULE, attrs.OTEL_LLM_ALERT_SEVERITY, attrs.OTEL_LLM_ALERT_STATE, *dims),
+            cardinality_limit=10_000,
+            expiry_s=30.0,
+        )
+        self._health_gauge = self._store.gauge(
+            m.OTEL_LLM_HEALTH_SCORE,
+            [d for d in (_MODEL,) if d in self.config.group_by],
+            cardinality_limit=self.config.max_groups,
+            expiry_s=max(600.0, 3 * self.config.evaluation_interval),
+        )
+
+    def _routes(self) -> list[Route]:
+        c = self.config
+        d = c.delivery
+        delivery = Delivery(d.queue_size, d.max_attempts, d.initial_backoff, d.max_backoff, d.timeout)
+        found: list[tuple[Notifier, float]] = []
+        if c.alertmanager is not None:
+            am = c.alertmanager
+            found.append((AlertmanagerNotifier(am.url, am.resend_interval, am.headers), am.resend_interval))
+        if c.pagerduty is not None:
+            found.append(
+                (PagerDutyNotifier(c.pagerduty.routing_key, c.pagerduty.url, c.pagerduty.source), 0.0)
+            )
+        if c.slack is not None:
+            found.append((SlackNotifier(c.slack.webhook_url), 0.0))
+        for index, hook in enumerate(c.webhooks):
+            found.append((WebhookNotifier(hook.url, hook.secret, hook.headers, name=f"webhook/{index}"), 0.0))
+        return [
+            Route(notifier, delivery, self.logger, resend_interval_s=resend) for notifier, resend in found
+        ]
+
+    # -- data path ---------------------------------------------------------------------------------
+
+    def process(self, batch: Batch) -> Batch | None:
+        if not isinstance(batch, TraceBatch) or self.evaluator is None:
+            return batch
+        spans = [s for s in batch.genai_spans() if s.operation in _MODEL_CALLS]
+        if not spans:
+            return batch
+        readers = self._readers
+        wall = self.clock()
+        items = []
+        for span in spans:
+            t = span.span.end_time_unix_nano / 1e9 if self.config.time_source == "span_end" else wall
+            items.append((t, tuple(read(span) for read in readers), observation(span)))
+        with self._lock:
+            out: list[Transition] = []
+            for t, key, obs in items:
+                out.extend(self.evaluator.observe(t, key, obs))
+                self._offset = t - wall
+            self._last_span_wall = wall
+            self._after_evaluation(out)
+        return batch
+
+    def advance(self, t: float) -> list[Transition]:
+        """Move data time to ``t`` without data (tests, replays, idle ticks); returns the transitions."""
+        assert self.evaluator is not None
+        with self._lock:
+            out = self.evaluator.advance(t)
+            self._after_evaluation(out)
+        return out
+
+    def _after_evaluation(self, out: list[Transition]) -> None:
+        evaluator = self.evaluator
+        assert evaluator is not None
+        if evaluator.evaluations != self._health_at:
+            self._health_at = evaluator.evaluations
+            self._compute_health()
+        for transition in out:
+            self._audit(transition, "evaluation")
+            notification = notification_from(transition, self.config.generator_url)
+            if notification is not None:
+                for route in self.routes:
+                    route.submit(notification)
+        if out:
+            self.transitions = (self.transitions + out)[-1000:]
+            self._publish()
+
+    def _audit(self, transition: Transition, cause: str) -> None:
+        event(
+            self.logger,
+            logging.WARNING if transition.state is AlertState.FIRING else logging.INFO,
+            "alert transition",
+            rule=transition.rule,
+            group=dict(transition.group),
+            previous=transition.previous.value,
+            state=transition.state.value,
+            severity=transition.severity,
+            at=rfc3339(transition.at) if math.isfinite(transition.at) else None,
+            value=transition.value if math.isfinite(transition.value) else None,
+            score=transition.score if math.isfinite(transition.score) else None,
+            baseline=transition.baseline if math.isfinite(transition.baseline) else None,
+            reason=transition.reason,
+            fingerprint=transition.fingerprint,
+            changed_by=f"processor {self.settings.id} ({cause})",
+        )
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def _compute_health(self) -> None:
+        settings = self.config.health
+        evaluator = self.evaluator
+        if not settings.enabled or evaluator is None or evaluator.aggregator.open_start is None:
+            return
+        end = evaluator.aggregator.open_start
+        positions = [i for i, d in enumerate(self.config.group_by) if d in (_SERVICE, _MODEL)]
+        merged: dict[GroupKey, Any] = {}
+        for key in evaluator.aggregator.group_keys():
+            bucket = evaluator.aggregator.window(key, end, settings.window)
+            if bucket is None or bucket.count == 0:
+                continue
+            sub = tuple(key[i] for i in positions)
+            if sub in merged:
+                merged[sub].merge(bucket)
+            else:
+                merged[sub] = bucket
+        labels = [self._labels[i] for i in positions]
+        scores: dict[GroupKey, float] = {}
+        for key, bucket in merged.items():
+            if bucket.count < settings.min_samples:
+                continue
+
+            def value(signal: str, bucket: Any = bucket) -> float | None:
+                found = compute(signal, bucket, settings.window)
+                return found.value if found is not None else None
+
+            drift = None
+            if evaluator.store is not None:
+                read = evaluator.store.read("drift_state", dict(zip(labels, key, strict=True)))
+                drift = read.value if read is not None else None
+            components = component_scores(
+                settings,
+                error_rate=value("error_rate"),
+                latency_p95_s=value("latency_p95_s"),
+                quality=value("quality_score"),
+                drift=drift,
+            )
+            score = health_score(settings, components)
+            if score is not None:
+                scores[key] = score
+        self.health = scores
+
+    # -- publishing --------------------------------------------------------------------------------
+
+    def _series(self, labels: Mapping[str, str], extra: tuple[str, ...], dims: list[str]) -> Any:
+        service = labels.get(label_name(_SERVICE))
+        resource: tuple[str, ...] = ()
+        if service is not None and self._store is not None:
+            resource = (service,)
+            self._store.register_resource(resource, ((_SERVICE, service),))
+        return (resource, (*extra, *(labels.get(label_name(d), "") for d in dims)))
+
+    def _publish(self) -> None:
+        """Refresh the alert-state and health series (called under the lock)."""
+        if self._store is None or self.evaluator is None:
+            return
+        now_ns = time.time_ns()
+        dims = [d for d in self.config.group_by if d != _SERVICE]
+        for rule, labels, state, severity in self.evaluator.firing():
+            key = self._series(labels, (rule, severity, state.value), dims)
+            self._alert_gauge.set(key, 1.0, now_ns)
+        positions = [i for i, d in enumerate(self.config.group_by) if d in (_SERVICE, _MODEL)]
+        names = [self._labels[i] for i in positions]
+        model_dims = [d for d in (_MODEL,) if d in self.config.group_by]
+        for group, score in self.health.items():
+            key = self._series(dict(zip(names, group, strict=True)), (), model_dims)
+            self._health_gauge.set(key, score, now_ns)
+
+    # -- background: reload, idle time, refresh ----------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        period = min(1.0, self.config.evaluation_interval)
+        while not self._stop.wait(period):
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a bug in one tick; it is logged with the trace
+                self.logger.exception("anomaly tick failed")
+
+    def tick(self) -> None:
+        """One background round: reload rules if changed, move idle data time on, refresh metrics."""
+        wall = self.clock()
+        c = self.config
+        if self.watcher is not None and wall >= self._next_reload:
+            self._next_reload = wall + c.reload_interval
+            self.reload()
+        with self._lock:
+            out: list[Transition] = []
+            if self.evaluator is not None:
+                if c.time_source == "wall":
+                    out = self.evaluator.advance(wall)
+                elif self._offset is not None and wall - self._last_span_wall > c.evaluation_interval:
+                    # No spans for a while: let data time run on at wall speed so windows close and
+                    # alerts resolve (or fire on a traffic drop) without waiting for the next span.
+                    out = self.evaluator.advance(wall + self._offset)
+            self._after_evaluation(out)
+            self._publish()
+
+    def reload(self, changed_by: str = "file watch") -> bool:
+        """Reload the rules if the directory changed; ``True`` when new rules were applied."""
+        if self.watcher is None or self.evaluator is None:
+            return False
+        changed = self.watcher.changed()
+        if changed is None:
+            return False
+        rules, problems = load_rules(self.config.rules_dir)
+        for rule in rules.rules:
+            problems.extend(rule_problems(rule, self.config, rules.sources[rule.name]))
+        owners = file_owners(Path(self.config.rules_dir), changed)
+        if problems:
+            event(
+                self.logger,
+                logging.ERROR,
+                "alert rules reload refused",
+                rules_dir=self.config.rules_dir,
+                files=changed,
+                owners=owners,
+                problems=problems,
+                changed_by=changed_by,
+            )
+            return False
+        with self._lock:
+            before = {rule.name: rule for rule in self.evaluator.rules}
+            after = rules.by_name()
+            at = self.evaluator.aggregator.open_start
+            closed = self.evaluator.set_rules(rules.rules, at if at is not None else math.nan)
+            for transition in closed:
+                self._audit(transition, "rule reload")
+                notification = notification_from(transition, self.config.generator_url)
+                if notification is not None:
+                    for route in self.routes:
+                        route.submit(notification)
+        event(
+            self.logger,
+            logging.WARNING,
+            "alert rules reloaded",
+            rules_dir=self.config.rules_dir,
+            files=changed,
+            owners=owners,
+            added=sorted(after.keys() - before.keys()),
+            removed=sorted(before.keys() - after.keys()),
+            changed=sorted(name for name in after.keys() & before.keys() if after[name] != before[name]),
+            changed_by=changed_by,
+        )
+        self._export_rules(rules.rules)
+        return True
+
+    def _export_rules(self, rules: tuple[RuleConfig, ...]) -> None:
+        if self.config.prometheus_rules_file is None:
+            return
+        from collector.alerting.promrules import write_prometheus_rules
+
+        try:
+            skipped = write_prometheus_rules(
+                self.config.prometheus_rules_file,
+                rules,
+                self.config.group_by,
+                self.config.evaluation_interval,
+            )
+        except OSError as exc:
+            event(self.logger, logging.WARNING, "prometheus rules not written", error=str(exc))
+            return
+        event(
+            self.logger,
+            logging.INFO,
+            "prometheus rules written",
+            path=self.config.prometheus_rules_file,
+            skipped=skipped,
+        )
+
+
+def _create(config: AnomalyProcessorConfig, settings: CreateSettings) -> AnomalyProcessor:
+    return AnomalyProcessor(config, settings)
+
+
+FACTORY = Factory(
+    kind=Kind.PROCESSOR,
+    type_name="anomaly",
+    config_type=AnomalyProcessorConfig,
+    create=_create,
+    signals=frozenset({Signal.TRACES}),
+    description="Alert rules on GenAI span signals per group; Alertmanager, PagerDuty, Slack, webhooks; health score.",
+)

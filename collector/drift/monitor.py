@@ -143,7 +143,8 @@ class _SignalState:
     window: Window
     tracker: AlarmTracker
     reference: ReferenceValues | None = None
-    reference_counts: dict[str, int] | None = None
+    # Category counts per reference fold (see AlarmRule.fold).
+    fold_counts: list[dict[str, int]] | None = None
     saved: bool = False
     decisions: int = 0
     last: DriftResult | None = None
@@ -356,7 +357,6 @@ class DriftMonitor:
             transition = state.tracker.update(outcome.result.drifted)
             state.last = outcome.result
             self.stats.decisions += 1
-            reference_size = 0 if state.reference is None else len(state.reference)
             return Outcome(
                 labels=group.labels,
                 signal=decision.signal,
@@ -365,7 +365,7 @@ class DriftMonitor:
                 drifted=state.tracker.drifted,
                 transition=transition,
                 window_size=len(decision.current),
-                reference_size=reference_size,
+                reference_size=len(decision.reference),
             )
 
     # -- persistence -----------------------------------------------------------------------------
@@ -503,7 +503,10 @@ class DriftMonitor:
     def _set_reference(self, state: _SignalState, values: ReferenceValues) -> None:
         state.reference = values
         if state.kind is SignalKind.CATEGORY:
-            state.reference_counts = dict(Counter(str(v) for v in values.tolist()))
+            _, stride = self.rule.fold(0)
+            state.fold_counts = [
+                dict(Counter(str(v) for v in values[start::stride].tolist())) for start in range(stride)
+            ]
 
     def _queue_unsaved(self, group: _Group) -> None:
         if self.store is None:
@@ -514,6 +517,7 @@ class DriftMonitor:
 
     def _decision(self, group: _Group, state: _SignalState, values: list[Any]) -> Decision:
         assert state.reference is not None
+        start, stride = self.rule.fold(state.decisions)
         state.decisions += 1
         seed = zlib.crc32(repr((self.config.seed, group.key, state.signal.value, state.decisions)).encode())
         return Decision(
@@ -521,8 +525,8 @@ class DriftMonitor:
             labels=group.labels,
             signal=state.signal,
             kind=state.kind,
-            reference=state.reference,
-            reference_counts=state.reference_counts,
+            reference=state.reference[start::stride],
+            reference_counts=None if state.fold_counts is None else state.fold_counts[start],
             current=values,
             alpha=self.rule.test_alpha,
             seed=seed,

@@ -290,12 +290,14 @@ class AlarmRule:
     ``alpha`` is the probability that, without drift, a given window decision starts a drift event.
     An event needs ``consecutive`` alarms in a row (k); drift ends after k clear windows in a row.
 
-    - **Tumbling windows** (disjoint): each window is tested at ``alpha ** (1 / k)``. Given the
-      reference, tests of disjoint windows are independent, so k alarms in a row happen with
-      probability ``alpha`` per decision. The shared reference correlates the tests a little (an
-      unusual reference makes every window look drifted); that effect shrinks as the reference grows
-      relative to the window, which is why the default reference is several windows large. The test
-      suite and ``bench/drift`` measure the resulting event rate.
+    - **Tumbling windows** (disjoint): each window is tested at ``alpha ** (1 / k)`` against one of
+      k disjoint **folds** of the reference, in rotation (:meth:`fold`). Any k consecutive tests then
+      share no data at all, neither window nor reference values, so without drift (spans exchangeable
+      over time) they are independent, and k alarms in a row have probability at most
+      ``(alpha ** (1 / k)) ** k = alpha``: exactly for the permutation test, at most for KS with ties,
+      approximately for chi-squared. Testing every window against the whole reference instead would
+      make consecutive tests positively correlated (an unusual reference makes every window look
+      drifted) and the product rule would not hold.
     - **Sliding windows** overlap, so neighbouring tests are strongly dependent and the product rule
       does not hold. Each window is tested at ``alpha`` itself: an event at a decision needs an alarm
       at that decision, so the rate stays at most ``alpha`` under any dependence (conservative).
@@ -323,6 +325,13 @@ class AlarmRule:
         if self.disjoint_windows:
             return float(per_signal ** (1.0 / self.consecutive))
         return per_signal
+
+    def fold(self, decision: int) -> tuple[int, int]:
+        """``(start, stride)``: the reference rows ``reference[start::stride]`` that window number
+        ``decision`` (0, 1, 2, ...) is tested against; the whole reference unless the rule needs folds."""
+        if not self.disjoint_windows or self.consecutive == 1:
+            return 0, 1
+        return decision % self.consecutive, self.consecutive
 
     def permutations_for(self, minimum: int = 199) -> int:
         """Permutations a permutation test needs to reach ``test_alpha`` with room for power:

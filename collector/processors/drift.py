@@ -178,6 +178,14 @@ class DriftProcessorConfig(ComponentConfig):
             found.append(("window::step", f"expected at most window::size ({self.window.size})"))
         if self.reference.min_size > self.reference.size:
             found.append(("reference::min_size", f"expected at most reference::size ({self.reference.size})"))
+        folds = self.consecutive if self.window.step is None or self.window.step >= self.window.size else 1
+        if self.reference.size < 10 * folds:
+            found.append(
+                (
+                    "reference::size",
+                    f"expected at least {10 * folds}: each of the {folds} reference folds needs 10 values",
+                )
+            )
         if self.reference.mode == "file" and not self.reference.directory:
             found.append(("reference::directory", "required when reference::mode is file"))
         if len(set(self.signals)) != len(self.signals):

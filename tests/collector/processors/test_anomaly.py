@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.alerting.health import health_rows
 from collector.alerting.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from collector.alerting.simulate import Fault, generate
 from collector.component import ComponentId, CreateSettings, Host, Kind
 from collector.configuration import parse_config
 from collector.data import TraceBatch
 from collector.errors import ComponentError, ConfigError
-from collector.metrics import MetricStore, shared_store
+from collector.metrics import MetricStore, render_text, shared_store
 from collector.processors.anomaly import FACTORY, AnomalyProcessor
 from collector.telemetry import SelfTelemetry
 from otel_llm.conventions import attributes as attrs
@@ -210,6 +211,11 @@ def test_alert_state_and_health_are_metrics_in_the_store(tmp_path: Path) -> None
     (health,) = snaps[m.OTEL_LLM_HEALTH_SCORE].points
     assert 0 <= health.value < 60  # half of the requests fail: the error component is 0
     assert processor.health[("chat", "gpt-4o")] == health.value
+
+    # What `otel-llm health` reads from the prometheus exporter's endpoint.
+    health_rows_, alerts = health_rows(render_text(store, store.snapshot()))
+    assert [(r["service"], r["model"]) for r in health_rows_] == [("chat", "gpt-4o")]
+    assert [(a["rule"], a["state"], a["service"]) for a in alerts] == [("LLMErrorBurst", "firing", "chat")]
 
 
 def test_drift_state_is_read_from_the_store(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from otel_llm._providers.compat import ANTHROPIC_MESSAGES, Endpoint, recognise
 from otel_llm.conventions import attributes as names
 from otel_llm.conventions import events
 from otel_llm.feedback import remember
+from otel_llm.redaction import redact_content_attribute
 
 logger = logging.getLogger("otel_llm")
 
@@ -192,10 +193,19 @@ class LLMCall:
     def recording(self) -> bool:
         return self.span is not None or self.native is not None
 
+    def _content(self, key: str, value: Any) -> str | None:
+        """`value` as the compact JSON string to record: redacted (when `OTEL_LLM_REDACT` says so), then cut."""
+        if not value:
+            return None
+        text = redact_content_attribute(
+            key, json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        )
+        return truncate(text, self.rt.settings.content_max_length) if isinstance(text, str) else None
+
     def _set_json(self, span: Span, key: str, value: Any) -> None:
-        if value:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-            span.set_attribute(key, truncate(text, self.rt.settings.content_max_length))
+        text = self._content(key, value)
+        if text is not None:
+            span.set_attribute(key, text)
 
     # --- response ---------------------------------------------------------------------------------
 
@@ -259,8 +269,7 @@ class LLMCall:
         body = b""
         if self.parser is not None:
             self.parser.finish()
-            if getattr(self.parser, "done_seen", False) and self.chunks:
-                self.chunks -= 1
+            self.chunks = self.parser.scanner.events - (1 if getattr(self.parser, "done_seen", False) else 0)
         elif self._body_chunks:
             body = b"".join(self._body_chunks)
             if self.status_code < 400:
@@ -362,16 +371,15 @@ class LLMCall:
             event_attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = r.finish_reasons
         if error_type is not None:
             event_attrs[names.ERROR_TYPE] = error_type
-        limit = self.rt.settings.content_max_length
         system, messages = self.input_content or (None, None)
         for key, value in (
             (names.GEN_AI_SYSTEM_INSTRUCTIONS, system),
             (names.GEN_AI_INPUT_MESSAGES, messages),
             (names.GEN_AI_OUTPUT_MESSAGES, r.output_messages),
         ):
-            if value:
-                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-                event_attrs[key] = truncate(text, limit)
+            text = self._content(key, value)
+            if text is not None:
+                event_attrs[key] = text
         context = trace.set_span_in_context(self.span) if self.span is not None else None
         self.rt.event_logger.emit(
             event_name=events.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,

@@ -9,8 +9,7 @@ ends the call exactly once on every path:
 - the stream dropped without close: the generator is closed by the garbage collector, or the wrapper
   is collected unread (weakref.finalize) -> end with `otel_llm.stream.abandoned=true`
 
-Per piece of body: one `perf_counter()`, two `bytes.count` for the SSE event count, and the provider
-scanner's byte tests; only events that carry ids, usage, finish reasons or errors are JSON-decoded.
+Per piece of body: one `perf_counter()` and the provider scanner's byte tests (`_providers._common.SseScanner`); only events that carry ids, usage, finish reasons or errors are JSON-decoded.
 """
 
 from __future__ import annotations
@@ -22,19 +21,9 @@ from typing import Any
 
 from otel_llm._call import LLMCall
 
-_EVENT = b"\ndata:"
-
 
 def _abandon(call: LLMCall) -> None:
     call.end(abandoned=True)
-
-
-def _count_events(call: LLMCall, tail: bytes, data: bytes) -> bytes:
-    """Adds the SSE data events that start in `data` to `call.chunks`; returns the new tail."""
-    n = data.count(_EVENT) + (tail + data[:5]).count(_EVENT)
-    if n:
-        call.chunks += n
-    return data[-5:] if len(data) >= 5 else (tail + data)[-5:]
 
 
 class _TeeBase:
@@ -66,19 +55,17 @@ class SyncTee(_TeeBase):
     def __iter__(self) -> Iterator[bytes]:
         call = self._call
         parser = call.parser
+        feed = parser.scanner.feed if parser is not None else None
         keep = call.keep if parser is None else None
-        sse = call.sse
-        tail = b"\n"
         try:
             for data in self._inner:
                 if data:
                     now = perf_counter()
-                    if sse:
+                    if feed is not None:
                         if not call.first_chunk:
                             call.first_chunk = now
                         call.last_chunk = now
-                        tail = _count_events(call, tail, data)
-                        parser.feed(data)
+                        feed(data)
                     elif keep is not None:
                         keep(data)
                 yield data
@@ -104,19 +91,17 @@ class AsyncTee(_TeeBase):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         call = self._call
         parser = call.parser
+        feed = parser.scanner.feed if parser is not None else None
         keep = call.keep if parser is None else None
-        sse = call.sse
-        tail = b"\n"
         try:
             async for data in self._inner:
                 if data:
                     now = perf_counter()
-                    if sse:
+                    if feed is not None:
                         if not call.first_chunk:
                             call.first_chunk = now
                         call.last_chunk = now
-                        tail = _count_events(call, tail, data)
-                        parser.feed(data)
+                        feed(data)
                     elif keep is not None:
                         keep(data)
                 yield data

@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 
 from otel_llm._call import LLMCall, Runtime
 from otel_llm._package import HTTP_LIBRARIES
-from otel_llm._stream import AsyncTee, SyncTee, _count_events
+from otel_llm._stream import AsyncTee, SyncTee
 
 _TEE_CLASSES: dict[str, tuple[type[SyncTee], type[AsyncTee]]] = {}
 
@@ -54,8 +54,7 @@ def _after_send(call: LLMCall, response: Any, tee_cls: Callable[[Any, LLMCall], 
         if data:
             if call.sse:
                 call.last_chunk = perf_counter()
-                _count_events(call, b"\n", data)
-                call.parser.feed(data)
+                call.parser.scanner.feed(data)
             else:
                 call.keep(data)
         call.end()

@@ -166,6 +166,11 @@ def _interesting(block: bytes) -> bool:
     return any(m in block for m in _MARKERS) or b"message_stop" in block
 
 
+def _quick(event: bytes) -> bool:
+    # The event's type is in its `event:` line, or first in its JSON: look at the head only.
+    return _interesting(event[:48])
+
+
 class MessagesStream:
     """Anthropic SSE: `message_start` has id, model and input usage; `message_delta` the stop reason and
     the final output usage; `message_stop` ends it. Content deltas are decoded only when captured."""
@@ -177,7 +182,7 @@ class MessagesStream:
         self._content = content
         self._reason: str | None = None
         self._blocks: dict[int, dict[str, Any]] = {}
-        self.scanner = SseScanner(_interesting, self._on_event, content)
+        self.scanner = SseScanner(_interesting, self._on_event, content, _quick)
 
     def feed(self, data: bytes) -> None:
         self.scanner.feed(data)

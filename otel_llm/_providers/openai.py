@@ -325,6 +325,26 @@ def _chat_interesting(block: bytes) -> bool:
     return n > block.count(b'"finish_reason":null') + block.count(b'"finish_reason": null')
 
 
+_PLAIN_ENDINGS = (b'"finish_reason":null}],"usage":null}\n\n', b'"finish_reason":null}]}\n\n')
+
+
+def _chat_quick(event: bytes) -> bool:
+    # The common OpenAI content chunk, recognised by its last bytes alone.
+    if event.endswith(_PLAIN_ENDINGS):
+        return False
+    # Otherwise: its finish_reason and usage sit at its end, so search from the end.
+    i = event.rfind(b'"finish_reason"')
+    if i >= 0:
+        value = event[i + 16 : i + 18]
+        if not (value[:1] == b"n" or value == b" n"):
+            return True
+    j = event.rfind(b'"usage"')
+    if j >= 0 and b"{" in event[j + 8 : j + 10]:
+        return True
+    head = event[:24]
+    return b"[DONE]" in head or b'"error"' in head
+
+
 class ChatStream:
     """Chat and legacy completions SSE: id/model from the first event; usage/finish from the last ones."""
 
@@ -339,10 +359,13 @@ class ChatStream:
         self.done_seen = False
         self._reasons: dict[int, str] = {}
         self._choices: dict[int, dict[str, Any]] = {}
-        self.scanner = SseScanner(self._interesting, self._on_event, content)
+        self.scanner = SseScanner(self._interesting, self._on_event, content, self._quick)
 
     def _interesting(self, block: bytes) -> bool:
         return self._first or _chat_interesting(block)
+
+    def _quick(self, event: bytes) -> bool:
+        return self._first or _chat_quick(event)
 
     def feed(self, data: bytes) -> None:
         self.scanner.feed(data)
@@ -360,7 +383,10 @@ class ChatStream:
             r.terminal = True
             self.done_seen = True
             return
-        self._first = False
+        if self._first:
+            self._first = False
+            # From now on the scanner calls the byte tests directly, without the first-event check.
+            self.scanner.set_tests(_chat_interesting, _chat_quick)
         err = obj.get("error")
         if isinstance(err, dict):
             code = err.get("code") or err.get("type")
@@ -430,6 +456,11 @@ def _responses_interesting(block: bytes) -> bool:
     return any(m in block for m in _RESPONSES_MARKERS) or b'"error"' in block
 
 
+def _responses_quick(event: bytes) -> bool:
+    # The event's type is in its `event:` line, or first in its JSON: look at the head only.
+    return _responses_interesting(event[:64])
+
+
 class ResponsesStream:
     """Responses API SSE: the final `response.completed` (or incomplete/failed) event has it all."""
 
@@ -439,7 +470,7 @@ class ResponsesStream:
         self.r = r
         self._content = content
         # The terminal event carries the whole output, so content needs no per-delta decoding.
-        self.scanner = SseScanner(_responses_interesting, self._on_event, False)
+        self.scanner = SseScanner(_responses_interesting, self._on_event, False, _responses_quick)
 
     def feed(self, data: bytes) -> None:
         self.scanner.feed(data)

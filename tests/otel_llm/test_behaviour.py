@@ -500,3 +500,26 @@ def test_last_call_ids(server: CassetteServer, telemetry: Telemetry) -> None:
     assert ids.trace_id == format(span.context.trace_id, "032x")
     assert ids.span_id == format(span.context.span_id, "016x")
     assert ids.response_id == reply.id
+
+
+def test_captured_content_goes_through_redaction(
+    server: CassetteServer, instrument: Callable[..., Telemetry]
+) -> None:
+    from otel_llm import redaction
+
+    t = instrument(**OPT_IN, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT")
+    # Leave the module exactly as found (its environment is read lazily, once).
+    saved = (redaction._configured, redaction._active)
+    redaction.configure(redaction.Redactor(redaction.RedactionConfig()))
+    try:
+        with _sdk.openai_client(server, CHAT) as client:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "mail bob@example.org please"}]
+            )
+    finally:
+        redaction._configured, redaction._active = saved
+    attrs = _span(t)
+    assert "bob@example.org" not in attrs[a.GEN_AI_INPUT_MESSAGES]
+    assert "<EMAIL>" in json.loads(attrs[a.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"]
+    (log,) = t.logs()
+    assert "bob@example.org" not in (log.log_record.attributes or {})[a.GEN_AI_INPUT_MESSAGES]

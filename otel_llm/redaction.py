@@ -67,6 +67,8 @@ __all__ = [
     "ENV_REDACT_HASH_KEY",
     "ENV_REDACT_KINDS",
     "ENV_REDACT_MODE",
+    "UNSCANNED",
+    "UNSCANNED_MASK",
     "CustomPattern",
     "Finding",
     "Kind",
@@ -109,6 +111,11 @@ CONTENT_ATTRIBUTES: Final = frozenset(
         "gen_ai.completion",
     }
 )
+
+
+#: Count key and replacement for text over ``max_text_length``.
+UNSCANNED: Final = "unscanned"
+UNSCANNED_MASK: Final = "<UNSCANNED>"
 
 
 class Kind(StrEnum):
@@ -159,6 +166,10 @@ class RedactionConfig:
     # about ten million distinct values per kind while staying short in a prompt.
     hash_length: int = 12
     custom: tuple[CustomPattern, ...] = ()
+    # Longest text scanned, in characters; a longer one is replaced as a whole by `<UNSCANNED>` (or
+    # dropped) and counted as `unscanned`: failing closed bounds the time a hostile value can cost
+    # (about 0.5 s per MiB of prose, several s per MiB of text dense with matches).
+    max_text_length: int = 1 << 20
 
 
 # --- validators ---------------------------------------------------------------------------------------
@@ -276,8 +287,9 @@ def _ip_ok(text: str) -> bool:
 class _Detector:
     kind: str
     pattern: re.Pattern[str]
-    # Cheap test on the whole text before the regex runs (None: always run).
-    trigger: Callable[[str], bool] | None = None
+    # What the text must contain for the regex to be worth running: a substring, or _DIGITS for any
+    # digit (tested once per text, shared by the detectors that name it). Empty: always run.
+    trigger: str = ""
     # Confirms a match (checksum, number plan); gets the replaced text.
     check: Callable[[re.Match[str], str], bool] | None = None
     # Regex group that is replaced (0: the whole match); context words stay.
@@ -289,10 +301,7 @@ class _Detector:
 
 
 _DIGIT = re.compile(r"\d")
-
-
-def _has_digit(text: str) -> bool:
-    return _DIGIT.search(text) is not None
+_DIGITS = "<digit>"
 
 
 # Image-file names look like addresses (`icon@2x.png`); these "top-level domains" are file types.
@@ -439,33 +448,33 @@ def _compact_upper(text: str) -> str:
 _BUILTIN: Final[tuple[_Detector, ...]] = (
     # Order matters only for ties (same start, same length): earlier wins.
     _Detector(Kind.API_KEY, _API_KEY, check=_api_key_ok),
-    _Detector(Kind.JWT, _JWT, trigger=lambda t: "eyJ" in t),
+    _Detector(Kind.JWT, _JWT, trigger="eyJ"),
     _Detector(Kind.BEARER_TOKEN, _BEARER, check=_token_ok, group="token"),
     _Detector(Kind.SECRET, _SECRET, check=_token_ok, group="value"),
-    _Detector(Kind.EMAIL, _EMAIL, trigger=lambda t: "@" in t, check=_email_ok, normalise=_lower),
-    _Detector(Kind.CREDIT_CARD, _CARD, trigger=_has_digit, check=lambda m, t: _card(t), normalise=_digits),
-    _Detector(Kind.IBAN, _IBAN, trigger=_has_digit, normalise=_compact_upper, refine=_iban_span),
-    _Detector(Kind.US_SSN, _SSN, trigger=_has_digit, check=_ssn_check, normalise=_digits),
-    _Detector(Kind.US_SSN, _SSN_CONTEXT, trigger=_has_digit, check=_ssn_check, group="number"),
+    _Detector(Kind.EMAIL, _EMAIL, trigger="@", check=_email_ok, normalise=_lower),
+    _Detector(Kind.CREDIT_CARD, _CARD, trigger=_DIGITS, check=lambda m, t: _card(t), normalise=_digits),
+    _Detector(Kind.IBAN, _IBAN, trigger=_DIGITS, normalise=_compact_upper, refine=_iban_span),
+    _Detector(Kind.US_SSN, _SSN, trigger=_DIGITS, check=_ssn_check, normalise=_digits),
+    _Detector(Kind.US_SSN, _SSN_CONTEXT, trigger=_DIGITS, check=_ssn_check, group="number"),
     _Detector(
         Kind.PHONE,
         _PHONE_INTERNATIONAL,
-        trigger=lambda t: "+" in t,
+        trigger="+",
         check=_phone_international_ok,
         normalise=_digits,
     ),
-    _Detector(Kind.PHONE, _PHONE_NANP, trigger=_has_digit, check=_phone_nanp_ok, normalise=_digits),
-    _Detector(Kind.PHONE, _PHONE_NATIONAL, trigger=_has_digit, check=_phone_national_ok, normalise=_digits),
+    _Detector(Kind.PHONE, _PHONE_NANP, trigger=_DIGITS, check=_phone_nanp_ok, normalise=_digits),
+    _Detector(Kind.PHONE, _PHONE_NATIONAL, trigger=_DIGITS, check=_phone_national_ok, normalise=_digits),
     _Detector(
         Kind.PHONE,
         _PHONE_CONTEXT,
-        trigger=_has_digit,
+        trigger=_DIGITS,
         check=_phone_context_ok,
         group="number",
         normalise=_digits,
     ),
-    _Detector(Kind.IP_ADDRESS, _IPV4, trigger=lambda t: "." in t, check=_ipv4_ok),
-    _Detector(Kind.IP_ADDRESS, _IPV6, trigger=lambda t: "::" in t or t.count(":") >= 5, check=_ipv6_ok),
+    _Detector(Kind.IP_ADDRESS, _IPV4, trigger=".", check=_ipv4_ok),
+    _Detector(Kind.IP_ADDRESS, _IPV6, trigger=":", check=_ipv6_ok),
 )
 
 
@@ -517,9 +526,16 @@ class Redactor:
     def find(self, text: str) -> list[Finding]:
         """Non-overlapping findings in ``text``, in order; the earliest, then longest, match wins."""
         found: list[Finding] = []
+        present: dict[str, bool] = {}
         for priority, detector in enumerate(self._detectors):
-            if detector.trigger is not None and not detector.trigger(text):
-                continue
+            trigger = detector.trigger
+            if trigger:
+                if trigger not in present:
+                    present[trigger] = (
+                        _DIGIT.search(text) is not None if trigger == _DIGITS else trigger in text
+                    )
+                if not present[trigger]:
+                    continue
             for match in detector.pattern.finditer(text):
                 if detector.refine is not None:
                     span = detector.refine(match)
@@ -553,6 +569,9 @@ class Redactor:
         return self._text(text, walk), walk.counts
 
     def _text(self, text: str, walk: _Walk) -> str | None:
+        if len(text) > self.config.max_text_length:
+            walk.counts[UNSCANNED] = walk.counts.get(UNSCANNED, 0) + 1
+            return None if self.config.mode is Mode.DROP else UNSCANNED_MASK
         findings = self.find(text)
         if not findings:
             return text

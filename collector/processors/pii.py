@@ -27,6 +27,11 @@ What it looks at:
 attributes are never touched, deny-listed ones always removed; both take exact names or a trailing
 ``*`` (``user.*``). Resource attributes are left alone (service identity).
 
+Cost: the regexes run at about 1 s per MiB of prose (more when matches are dense). A string longer
+than ``max_value_kib``, and every string after ``max_scan_mib_per_batch`` of one batch, is replaced by
+``<UNSCANNED>`` and counted as kind ``unscanned``: the processor fails closed rather than let a hostile
+request hold a pipeline thread for minutes or let unscanned text through.
+
 Counts go to the self-telemetry counter ``otel_llm_pii_redactions_total{processor, kind}`` (values are
 never logged). The processor also publishes a ``str -> str`` redactor under
 ``host.shared["collector.pii.redactor"]`` for components that send content elsewhere (the quality
@@ -49,6 +54,8 @@ from collector.data import Batch, LogsBatch, TraceBatch
 from collector.logs import event
 from otel_llm.redaction import (
     CONTENT_ATTRIBUTES,
+    UNSCANNED,
+    UNSCANNED_MASK,
     CustomPattern,
     Mode,
     RedactionConfig,
@@ -114,6 +121,16 @@ class PiiProcessorConfig(ComponentConfig):
         False, description="Also redact every other string attribute of spans, span events and log records."
     )
     log_bodies: bool = Field(True, description="Redact log record bodies (text, JSON text or structured).")
+    max_value_kib: int = Field(
+        1024,
+        gt=0,
+        description="Longest single string scanned; a longer one is replaced by `<UNSCANNED>` (fail closed) and counted as kind `unscanned`.",
+    )
+    max_scan_mib_per_batch: float = Field(
+        16.0,
+        gt=0,
+        description="Text scanned per batch; past it, further strings of the batch are replaced by `<UNSCANNED>`. Bounds the CPU one hostile request costs (regexes run at about 1-3 s per MiB).",
+    )
     allow_attributes: list[str] = Field(
         default_factory=list, description="Attribute names never touched; exact or with a trailing `*`."
     )
@@ -166,6 +183,7 @@ class PiiProcessorConfig(ComponentConfig):
             hash_key=key,
             hash_length=self.hash_length,
             custom=tuple(CustomPattern(c.name, c.pattern) for c in self.custom),
+            max_text_length=self.max_value_kib * 1024,
         )
 
 
@@ -200,6 +218,8 @@ class PiiProcessor:
         )
         self._children: dict[str, Counter] = {}
         self._host: Host | None = None
+        self._batch_chars = int(config.max_scan_mib_per_batch * 1024 * 1024)
+        self._max_value = config.max_value_kib * 1024
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -235,16 +255,16 @@ class PiiProcessor:
 
     def process(self, batch: Batch) -> Batch | None:
         counts: dict[str, int] = {}
+        budget = [self._batch_chars]  # characters left to scan in this batch
         if isinstance(batch, TraceBatch):
             changed = False
             for rs in batch.request.resource_spans:
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        changed |= self._attributes(span.attributes, counts, False)
+                        changed |= self._attributes(span.attributes, counts, False, budget)
                         for span_event in span.events:
-                            changed |= self._attributes(
-                                span_event.attributes, counts, span_event.name.startswith(_GENAI_EVENT_PREFIX)
-                            )
+                            genai = span_event.name.startswith(_GENAI_EVENT_PREFIX)
+                            changed |= self._attributes(span_event.attributes, counts, genai, budget)
             if changed:
                 batch.invalidate()
         elif isinstance(batch, LogsBatch):
@@ -252,15 +272,17 @@ class PiiProcessor:
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         genai = record.event_name.startswith(_GENAI_EVENT_PREFIX)
-                        self._attributes(record.attributes, counts, genai)
+                        self._attributes(record.attributes, counts, genai, budget)
                         body = self._config.log_bodies and record.HasField("body")
-                        if body and self._any_value(record.body, counts, True) and self._drop:
+                        if body and self._any_value(record.body, counts, True, budget) and self._drop:
                             record.ClearField("body")
         if counts:
             self._count(counts)
         return batch
 
-    def _attributes(self, attributes: Any, counts: dict[str, int], all_content: bool) -> bool:
+    def _attributes(
+        self, attributes: Any, counts: dict[str, int], all_content: bool, budget: list[int]
+    ) -> bool:
         """Redact a repeated ``KeyValue`` field in place; True when anything changed."""
         remove: list[int] = []
         changed = False
@@ -275,7 +297,7 @@ class PiiProcessor:
             content = all_content or (config.content_attributes and _is_content(name))
             if not content and not config.all_string_attributes:
                 continue
-            if self._any_value(kv.value, counts, content):
+            if self._any_value(kv.value, counts, content, budget):
                 changed = True
                 if self._drop:
                     remove.append(index)
@@ -283,7 +305,7 @@ class PiiProcessor:
             del attributes[index]
         return changed or bool(remove)
 
-    def _any_value(self, value: AnyValue, counts: dict[str, int], content: bool) -> bool:
+    def _any_value(self, value: AnyValue, counts: dict[str, int], content: bool, budget: list[int]) -> bool:
         """Redact the strings of one ``AnyValue`` (arrays and maps walked without recursion)."""
         found = False
         stack = [value]
@@ -293,6 +315,13 @@ class PiiProcessor:
             if kind == "string_value":
                 text = current.string_value
                 if not text:
+                    continue
+                if len(text) <= self._max_value:  # longer ones are not scanned (the redactor masks them)
+                    budget[0] -= len(text)
+                if budget[0] < 0:  # over the batch's scan budget: fail closed
+                    counts[UNSCANNED] = counts.get(UNSCANNED, 0) + 1
+                    found = True
+                    current.string_value = UNSCANNED_MASK
                     continue
                 if content:
                     redacted, hits = self._redactor.redact_json(text)

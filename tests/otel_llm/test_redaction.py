@@ -337,3 +337,10 @@ def test_structure_is_preserved_for_any_document(document: Any, secret: str) -> 
     assert _shape(out) == _shape(wrapped)
     assert secret not in out["parts"][0]["content"]
     assert sum(counts.values()) >= 1
+
+
+def test_text_over_the_limit_is_not_scanned_but_masked() -> None:
+    small = Redactor(RedactionConfig(max_text_length=10))
+    assert small.redact_text("a@b.io and more") == ("<UNSCANNED>", {"unscanned": 1})
+    drop = Redactor(RedactionConfig(mode=Mode.DROP, max_text_length=10))
+    assert drop.redact_text("hello world!") == (None, {"unscanned": 1})

@@ -276,3 +276,20 @@ def _registry() -> dict[Kind, dict[str, Any]]:
         Kind.EXPORTER: {"fake": fake_exporter},
         Kind.EXTENSION: {},
     }
+
+
+def test_oversized_values_and_batch_budget_fail_closed() -> None:
+    processor, telemetry, _ = make({"max_value_kib": 1, "max_scan_mib_per_batch": 0.001})
+    batch = trace_batch(
+        [
+            kv("gen_ai.prompt.0.content", "x" * 2000),  # over 1 KiB: not scanned, replaced
+            kv("gen_ai.prompt.1.content", "a@b.io " + "y" * 900),  # scanned (budget 1048 chars)
+            kv("gen_ai.prompt.2.content", "z" * 500),  # over the batch budget: replaced
+        ]
+    )
+    processor.process(batch)
+    values = attributes_of(batch)
+    assert values["gen_ai.prompt.0.content"].string_value == "<UNSCANNED>"
+    assert values["gen_ai.prompt.1.content"].string_value.startswith("<EMAIL> y")
+    assert values["gen_ai.prompt.2.content"].string_value == "<UNSCANNED>"
+    assert count(telemetry, "unscanned") == 2.0

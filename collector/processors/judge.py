@@ -61,7 +61,7 @@ from collector.data import Batch, TraceBatch
 from collector.durations import Duration
 from collector.errors import ComponentError
 from collector.genai.dimensions import Dimensions
-from collector.genai.prices import PriceBook, Unpriced
+from collector.genai.prices import PriceBook, Unpriced, load_overrides
 from collector.genai.spans import GenAISpan
 from collector.metrics import MetricStore, shared_store
 from collector.processors.quality import RESPONSE_OPERATIONS
@@ -168,7 +168,11 @@ class JudgeProcessorConfig(ComponentConfig):
     budget_usd_per_hour: float = Field(1.0, ge=0, description="Judge spend per sliding hour, USD.")
     budget_usd_per_day: float = Field(10.0, ge=0, description="Judge spend per sliding day, USD.")
     price: PriceSettings | None = Field(
-        None, description="Judge prices; default: the cost processor's price book."
+        None, description="Judge prices; default: the cost processor's price book (genai-prices, overrides)."
+    )
+    price_overrides: str | None = Field(
+        None,
+        description="Price override file for the price book, as the `cost` processor's `price_overrides`.",
     )
     timeout: Duration = Field(30.0, description="Timeout of one judge request.")
     max_retries: int = Field(
@@ -292,7 +296,13 @@ class JudgeProcessor:
         self.store = shared_store(host)
         self._trackers = host.get_shared(names.VARIANTS_KEY, list)
         if self.config.price is None:
-            self.prices = PriceBook()
+            try:
+                overrides = (
+                    load_overrides(self.config.price_overrides) if self.config.price_overrides else None
+                )
+            except ValueError as exc:
+                raise ComponentError(f"judge: price_overrides: {exc}") from exc
+            self.prices = PriceBook(overrides)
             try:
                 self.prices.cost(self.config.provider, self.config.model, time.time_ns(), 1000, 100)
             except Unpriced as exc:

@@ -80,8 +80,8 @@ FEEDBACK_REJECT_REASON: Final = "otel_llm.feedback.reject_reason"
 FEEDBACK_UNJOINED: Final = "otel_llm.feedback.unjoined"
 #: Counter {request}: feedback requests answered with 400/401/413.
 FEEDBACK_REJECTED: Final = "otel_llm.feedback.rejected"
-#: Gauge 1: positive / (positive + negative) feedback on recent responses.
-FEEDBACK_POSITIVE_RATE: Final = "otel_llm.feedback.positive_rate"
+#: Gauge 1: positive / (positive + negative) feedback on recent responses (Prometheus: ``..._ratio``).
+FEEDBACK_POSITIVE_RATE: Final = "otel_llm.feedback.positive"
 #: Variant comparison gauges and their attributes.
 VARIANT_DIFFERENCE: Final = "otel_llm.variant.difference"
 VARIANT_CI_LOWER: Final = "otel_llm.variant.ci.lower"

@@ -351,3 +351,25 @@ def test_config_problems() -> None:
         ),
         ("evaluators::2::name", "duplicate evaluator 'relevance'"),
     ]
+
+
+def test_price_overrides_price_an_unknown_judge_model(host: Host, server: JudgeServer, tmp_path: Any) -> None:
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text("overrides:\n  - model: my-judge\n    prices: {input: 1.0, output: 2.0}\n")
+    processor = build(
+        JUDGE, host, endpoint=server.url, model="my-judge", price_overrides=str(overrides), settle_delay=0,
+        sample_rate=1.0, evaluators=[{"name": "toxicity"}],
+    )
+    processor.start(host)
+    try:
+        processor.process(batch(chat_span(1)))
+        store = shared_store(host)
+        wait_until(lambda: value(store, "otel_llm.judge.cost") > 0)
+        assert value(store, "otel_llm.judge.cost") == pytest.approx(CALL_USD)
+    finally:
+        processor.shutdown(2)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("overrides: [{model: x, prices: {input: -1}}]\n")
+    processor = build(JUDGE, host, endpoint=server.url, price_overrides=str(broken))
+    with pytest.raises(ComponentError, match="price_overrides"):
+        processor.start(host)

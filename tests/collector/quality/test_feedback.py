@@ -135,7 +135,7 @@ def test_late_feedback_minutes_after_the_span(store: MetricStore) -> None:
     assert index.submit(item(trace_id=f"{1:032x}", kind="thumbs", value="down")).status == "joined"
     index.export_gauges()
     assert value(store, "otel_llm.feedback.coverage") == 0.5
-    assert value(store, "otel_llm.feedback.positive_rate") == 0.0
+    assert value(store, "otel_llm.feedback.positive") == 0.0
     clock.now += 20 * 60
     index.sweep()  # past retention: the span is forgotten
     assert len(index) == 0

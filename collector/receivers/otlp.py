@@ -50,10 +50,11 @@ class GrpcSettings(ComponentConfig):
 
     endpoint: str = Field("127.0.0.1:4317", description="host:port to listen on (port 0: any free port).")
     max_threads: int = Field(
-        16,
-        ge=1,
+        0,
+        ge=0,
         le=1024,
-        description="Threads serving calls; the GIL makes more than a few useless for speed.",
+        description="Threads serving calls. 0: max_concurrent_requests + 8, so calls over that limit are "
+        "refused at once (UNAVAILABLE + RetryInfo) instead of waiting unseen in grpc's queue.",
     )
     tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
     auth: AuthSettings | None = Field(None, description="Require a bearer token.")
@@ -107,7 +108,10 @@ class OtlpReceiverConfig(ComponentConfig):
         "new requests are refused (UNAVAILABLE / 503) before decoding. 0: no limit.",
     )
     max_concurrent_requests: int = Field(
-        64, ge=0, description="Requests being processed at once; over it new ones are refused. 0: no limit."
+        32,
+        ge=0,
+        description="Requests being processed at once, both transports together; over it new ones are "
+        "refused (UNAVAILABLE / 503, retryable). With the GIL more gives latency, not throughput. 0: no limit.",
     )
     max_attributes_per_span: int = Field(
         128,
@@ -171,7 +175,7 @@ class OtlpReceiver:
                 self._grpc = GrpcTransport(
                     self._intake,
                     settings.endpoint,
-                    threads=settings.max_threads,
+                    threads=settings.max_threads or _auto_threads(self.config.max_concurrent_requests),
                     tls=settings.tls,
                     auth=Authenticator(settings.auth) if settings.auth else None,
                     logger=self._logger,
@@ -207,6 +211,10 @@ class OtlpReceiver:
             self._http = None
         self._intake.flush_log()
         self._started = False
+
+
+def _auto_threads(max_concurrent_requests: int) -> int:
+    return max_concurrent_requests + 8 if max_concurrent_requests else 32
 
 
 def _extension_handlers(host: Host) -> list[Any]:

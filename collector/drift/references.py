@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from collector.drift.embedders import Embedder
     from collector.processors.drift import DriftProcessorConfig
 
-__all__ = ["ReferenceFile", "ReferenceStore", "ReferenceValues", "read_trace_files", "save_reference"]
+__all__ = [
+    "ReferenceFile",
+    "ReferenceStore",
+    "ReferenceValues",
+    "read_trace_files",
+    "save_reference",
+    "save_reference_from_config",
+]
 
 _FORMAT = 1
 
@@ -179,3 +186,28 @@ def save_reference(
     for labels, signal, values in monitor.references(include_partial=True):
         written.append(store.save(labels, signal, values, chosen.identity))
     return written
+
+
+def save_reference_from_config(
+    config_file: str | Path,
+    trace_files: Sequence[str | Path],
+    *,
+    processor: str = "drift",
+    directory: str | Path | None = None,
+) -> list[Path]:
+    """``otel-llm drift save-reference``: :func:`save_reference` with the config of processor id
+    ``processor`` in a collector config file. Raises :class:`~collector.errors.ConfigError` for an
+    invalid file, ``ValueError`` for a missing or non-``drift`` processor or bad traces, ``OSError``."""
+    from collector.component import Kind
+    from collector.configuration import load_config
+    from collector.processors.drift import DriftProcessorConfig
+
+    collector_config = load_config(config_file)
+    spec = collector_config.components.get(Kind.PROCESSOR, {}).get(processor)
+    if spec is None:
+        raise ValueError(f"{config_file}: processors::{processor} is not defined")
+    if not isinstance(spec.config, DriftProcessorConfig):
+        raise ValueError(
+            f"{config_file}: processors::{processor} is a {spec.id.type} processor, expected drift"
+        )
+    return save_reference(trace_files, spec.config, directory)

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from collector.component import ComponentId, CreateSettings, Host, Kind
 from collector.drift.features import Signal
-from collector.drift.references import ReferenceStore, save_reference
+from collector.drift.references import ReferenceStore, save_reference, save_reference_from_config
 from collector.processors.drift import FACTORY, DriftProcessor, DriftProcessorConfig
 from collector.telemetry import SelfTelemetry
 from otel_llm.conventions import metrics as m
@@ -328,3 +328,35 @@ def test_exports_into_the_shared_metric_store() -> None:
         "otel_llm.drift.signal": "input_tokens",
     }
     assert store.resource_attributes(point.resource) == (("service.name", "chat-api"),)
+
+
+def test_save_reference_from_a_collector_config(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(
+        json_format.MessageToJson(
+            request([SpanSpec(prompt=p) for p in prompts("travel", 30, rng)]), indent=None
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "collector.yaml"
+    config.write_text(
+        f"""
+receivers: {{otlp: {{}}}}
+processors:
+  drift/prompts: {{signals: [prompt_embedding], reference: {{mode: file, directory: {tmp_path / "refs"}}}}}
+  cost: {{}}
+exporters: {{debug: {{}}}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], processors: [drift/prompts, cost], exporters: [debug]}}
+""",
+        encoding="utf-8",
+    )
+    written = save_reference_from_config(config, [traces], processor="drift/prompts")
+    assert [p.parent.name for p in written] == ["refs"]
+    with pytest.raises(ValueError, match="processors::drift is not defined"):
+        save_reference_from_config(config, [traces])
+    with pytest.raises(ValueError, match="is a cost processor, expected drift"):
+        save_reference_from_config(config, [traces], processor="cost")

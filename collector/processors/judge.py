@@ -64,9 +64,8 @@ from collector.genai.dimensions import Dimensions
 from collector.genai.prices import PriceBook, Unpriced, load_overrides
 from collector.genai.spans import GenAISpan
 from collector.metrics import MetricStore, shared_store
-from collector.processors.quality import RESPONSE_OPERATIONS
 from collector.quality import _labels as names
-from collector.quality._content import SpanContent, document_texts, read_content
+from collector.quality._content import RESPONSE_OPERATIONS, SpanContent, document_texts, read_content
 from collector.quality.judge import (
     BUILTIN_TEMPLATES,
     Backoff,

@@ -46,7 +46,7 @@ from collector.genai.dimensions import Dimensions
 from collector.genai.spans import GenAISpan
 from collector.metrics import MetricStore, shared_store
 from collector.quality import _labels as names
-from collector.quality._content import document_texts, read_content
+from collector.quality._content import RESPONSE_OPERATIONS, document_texts, read_content
 from collector.quality._feedback import FeedbackIndex, FeedbackRequest, Polarity, SpanRecord
 from collector.quality.heuristics import (
     DEFAULT_REFUSAL_PHRASES,
@@ -69,8 +69,6 @@ __all__ = [
     "export_variants",
 ]
 
-#: Operations whose spans carry an answer worth evaluating (empty: unknown operation, evaluated if content).
-RESPONSE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "invoke_agent", ""})
 _RETRIEVAL = "retrieval"
 
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from collector.genai.spans import GEN_AI_RETRIEVAL_DOCUMENTS, GenAISpan
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["SpanContent", "document_texts", "read_content"]
+__all__ = ["RESPONSE_OPERATIONS", "SpanContent", "document_texts", "read_content"]
+
+#: Operations whose spans carry an answer worth evaluating (empty: unknown operation, evaluated if content).
+RESPONSE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "invoke_agent", ""})
 
 _OI_RETRIEVAL_PREFIX = "retrieval.documents."
 _OI_DOCUMENT_CONTENT = "document.content"

@@ -44,9 +44,12 @@ __all__ = [
     "METRICS",
     "Comparison",
     "VariantTracker",
+    "attach_feedback",
     "compare_rates",
     "compare_samples",
     "format_table",
+    "records_from_otlp",
+    "tracker_from_records",
     "variants_main",
 ]
 
@@ -320,13 +323,104 @@ def format_table(comparisons: Iterable[Comparison], a: str, b: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_records(path: Path) -> list[dict[str, object]]:
+def _documents(path: Path) -> list[object]:
+    """JSON documents of a file: one JSON array or object, or JSON Lines."""
     text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        loaded = json.loads(text)
-        return [r for r in loaded if isinstance(r, dict)]
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(whole) if isinstance(whole, list) else [whole]
+
+
+def records_from_otlp(requests: Iterable[Mapping[str, object]], dimension: str) -> list[dict[str, object]]:
+    """Flat records from OTLP/JSON trace requests (``{"resourceSpans": [...]}``, as file exporters write).
+
+    Each GenAI response span becomes one record with the dimension value, latency, cost (when the span
+    carries it in USD), the heuristic scores of the ``quality`` processor, scores of
+    ``gen_ai.evaluation.result`` events already on the span, and its trace, span and response ids.
+    """
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from collector.genai.dimensions import Dimensions
+    from collector.genai.spans import extract_genai_spans
+    from collector.quality._content import RESPONSE_OPERATIONS, document_texts, read_content
+    from collector.quality.heuristics import HeuristicSettings, evaluate
+
+    reader = Dimensions([dimension])
+    settings = HeuristicSettings()
+    out: list[dict[str, object]] = []
+    for raw in requests:
+        request = json_format.ParseDict(dict(raw), ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        spans = extract_genai_spans(request)
+        context: dict[bytes, list[str]] = {}
+        for span in spans:
+            if span.operation == "retrieval":
+                context.setdefault(span.span.trace_id, []).extend(document_texts(span))
+        for span in spans:
+            if span.operation not in RESPONSE_OPERATIONS:
+                continue
+            content = read_content(span, context.get(span.span.trace_id))
+            scores: dict[str, float] = {}
+            if content.has_content:
+                scores.update((e.name, e.score) for e in evaluate(content, settings))
+            for event in span.span.events:
+                if event.name == "gen_ai.evaluation.result":
+                    values = {kv.key: kv.value for kv in event.attributes}
+                    name = values.get("gen_ai.evaluation.name")
+                    score = values.get("gen_ai.evaluation.score.value")
+                    if name is not None and score is not None and score.WhichOneof("value") == "double_value":
+                        scores[name.string_value] = score.double_value
+            cost = span.cost_usd
+            if cost is None and span.cost_amount is not None and span.cost_currency in ("", "USD"):
+                cost = span.cost_amount
+            out.append(
+                {
+                    dimension: reader.values(span)[0],
+                    "latency_s": span.duration_s,
+                    "cost_usd": cost,
+                    "scores": scores,
+                    "trace_id": span.span.trace_id.hex(),
+                    "span_id": span.span.span_id.hex(),
+                    "response_id": span.response_id,
+                }
+            )
+    return out
+
+
+def attach_feedback(records: list[dict[str, object]], items: Iterable[Mapping[str, object]]) -> int:
+    """Join feedback items (the ``/v1/feedback`` schema) to records by span, response or trace id.
+
+    Positive and negative items are appended to the record's ``feedback`` list; returns how many items
+    found no record. Invalid items raise ``ValueError`` with the reason.
+    """
+    from pydantic import ValidationError
+
+    from collector.quality._feedback import FeedbackRequest, polarity
+
+    by_span = {r.get("span_id"): r for r in records if r.get("span_id")}
+    by_response = {r.get("response_id"): r for r in records if r.get("response_id")}
+    by_trace = {r.get("trace_id"): r for r in records if r.get("trace_id")}
+    unjoined = 0
+    for position, raw in enumerate(items):
+        try:
+            item = FeedbackRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(f"feedback item {position}: {exc.errors()[0]['msg']}") from None
+        record = by_span.get(item.span_id) or by_response.get(item.response_id) or by_trace.get(item.trace_id)
+        if record is None:
+            unjoined += 1
+            continue
+        reading = polarity(item)
+        if reading != "neutral":
+            feedback = record.setdefault("feedback", [])
+            assert isinstance(feedback, list)
+            feedback.append(reading)
+    return unjoined
 
 
 def _number(record: Mapping[str, object], key: str) -> float | None:
@@ -354,49 +448,65 @@ def tracker_from_records(
                 if isinstance(score, int | float) and not isinstance(score, bool):
                     tracker.observe_score(value, str(name), float(score), 0.0)
         feedback = record.get("feedback")
-        if isinstance(feedback, str) and feedback in ("positive", "negative"):
-            tracker.observe_feedback(value, feedback == "positive", 0.0)
+        for reading in feedback if isinstance(feedback, list) else [feedback]:
+            if reading in ("positive", "negative"):
+                tracker.observe_feedback(value, reading == "positive", 0.0)
     return tracker
 
 
 def variants_main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, clock: Callable[[], float] = time.time
 ) -> int:
-    """``otel-llm variants compare``: compare two variants from JSON records and print a table.
+    """``otel-llm variants compare``: compare two variants from files and print a table.
 
-    Records (JSON Lines, or one JSON array) carry the dimension value plus any of ``latency_s``,
-    ``cost_usd``, ``scores`` (evaluator -> 0..1) and ``feedback`` (``positive`` / ``negative``)::
+    Inputs (JSON Lines, or one JSON document or array per file) are either OTLP/JSON trace requests
+    (``{"resourceSpans": [...]}``, e.g. an OpenTelemetry Collector ``file`` exporter's output: scored
+    with the heuristic evaluators, latency from the spans, cost from ``gen_ai.usage.cost.*``) or flat
+    records carrying the dimension value plus any of ``latency_s``, ``cost_usd``, ``scores``
+    (evaluator -> 0..1) and ``feedback`` (``positive`` / ``negative``, or a list of them)::
 
         {"gen_ai.prompt.version": "v2", "latency_s": 1.2, "cost_usd": 0.0004,
          "scores": {"relevance": 0.9}, "feedback": "positive"}
 
+    ``--feedback FILE`` adds feedback items in the ``POST /v1/feedback`` schema, joined by id.
     Returns 0, or 2 on a usage or input error (message on stderr).
     """
     stream = out if out is not None else sys.stdout
     parser = argparse.ArgumentParser(prog="otel-llm variants", description="Compare two variants.")
     sub = parser.add_subparsers(dest="command", required=True)
-    compare = sub.add_parser("compare", help="compare variant B against A from JSON records")
-    compare.add_argument("records", nargs="+", type=Path, help="JSON Lines or JSON array files")
-    compare.add_argument("--dimension", default="gen_ai.prompt.version", help="record key of the variant")
+    compare = sub.add_parser("compare", help="compare variant B against A")
+    compare.add_argument("inputs", nargs="+", type=Path, help="OTLP/JSON trace files or flat record files")
+    compare.add_argument(
+        "--dimension", default="gen_ai.prompt.version", help="attribute that names the variant"
+    )
     compare.add_argument("--a", required=True, help="baseline value")
     compare.add_argument("--b", required=True, help="candidate value")
+    compare.add_argument(
+        "--feedback", type=Path, action="append", default=[], help="feedback items (JSON Lines)"
+    )
     compare.add_argument("--evaluator", default="", help="score to compare (default: every score)")
     compare.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
     compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else 2
     if not 0 < args.confidence < 1:
         print("otel-llm variants: --confidence must be between 0 and 1", file=sys.stderr)
         return 2
     records: list[dict[str, object]] = []
-    for path in args.records:
-        try:
-            records.extend(_read_records(path))
-        except (OSError, ValueError) as exc:
-            print(f"otel-llm variants: {path}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        for path in args.inputs:
+            documents = [d for d in _documents(path) if isinstance(d, dict)]
+            otlp = [d for d in documents if "resourceSpans" in d or "resource_spans" in d]
+            records.extend(records_from_otlp(otlp, args.dimension))
+            records.extend(d for d in documents if "resourceSpans" not in d and "resource_spans" not in d)
+        unjoined = 0
+        for path in args.feedback:
+            unjoined += attach_feedback(records, [d for d in _documents(path) if isinstance(d, dict)])
+    except (OSError, ValueError) as exc:
+        print(f"otel-llm variants: {exc}", file=sys.stderr)
+        return 2
     tracker = tracker_from_records(records, args.dimension, args.a, args.b, args.evaluator)
     tracker.confidence = args.confidence
     comparisons = tracker.compare(clock())
@@ -409,6 +519,8 @@ def variants_main(
     else:
         stream.write(f"{args.dimension}: B={args.b} vs A={args.a}\n")
         stream.write(format_table(comparisons, args.a, args.b))
+        if unjoined:
+            stream.write(f"{unjoined} feedback item(s) matched no response\n")
     return 0
 
 

@@ -109,3 +109,59 @@ def test_cli_prints_a_table_and_json(tmp_path: Path) -> None:
     assert rows["positive_feedback_rate"]["difference"] == pytest.approx(0.0)
     assert variants_main(["compare", str(tmp_path / "missing.jsonl"), "--a", "x", "--b", "y"]) == 2
     assert variants_main(["bogus"]) == 2
+
+
+def test_cli_reads_otlp_json_traces_and_joins_feedback(tmp_path: Path) -> None:
+    from google.protobuf import json_format
+
+    from tests.collector.quality._spans import batch, chat_span
+
+    lines = []
+    for n in range(1, 41):
+        version = "v1" if n % 2 else "v2"
+        span = chat_span(
+            n,
+            prompt_version=version,
+            response_id=f"r-{n}",
+            finish="length" if version == "v2" and n % 4 == 0 else "stop",
+            duration_s=1.0 if version == "v1" else 1.5,
+            extra={"gen_ai.usage.cost.amount": 0.001, "gen_ai.usage.cost.currency": "USD"},
+        )
+        lines.append(json.dumps(json_format.MessageToDict(batch(span).request)))
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("\n".join(lines))
+    feedback = tmp_path / "feedback.jsonl"
+    items = [
+        {"response_id": f"r-{n}", "kind": "thumbs", "value": "up" if n % 2 else "down"} for n in range(1, 41)
+    ]
+    items.append({"trace_id": f"{999:032x}", "kind": "copy"})
+    feedback.write_text("\n".join(json.dumps(i) for i in items))
+    out = io.StringIO()
+    code = variants_main(
+        [
+            "compare",
+            str(traces),
+            "--a",
+            "v1",
+            "--b",
+            "v2",
+            "--feedback",
+            str(feedback),
+            "--evaluator",
+            "completeness",
+            "--json",
+        ],
+        out=out,
+    )
+    assert code == 0
+    rows = {row["metric"]: row for row in json.loads(out.getvalue())}
+    assert rows["quality_score"]["difference"] == pytest.approx(-0.5)  # half of v2 truncated
+    assert rows["positive_feedback_rate"]["difference"] == pytest.approx(-1.0)
+    assert rows["latency"]["difference"] == pytest.approx(0.5)
+    assert rows["cost"]["difference"] == pytest.approx(0.0)
+    table = io.StringIO()
+    variants_main(["compare", str(traces), "--a", "v1", "--b", "v2", "--feedback", str(feedback)], out=table)
+    assert table.getvalue().endswith("1 feedback item(s) matched no response\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"kind": "thumbs", "value": "up"}))
+    assert variants_main(["compare", str(traces), "--a", "v1", "--b", "v2", "--feedback", str(bad)]) == 2

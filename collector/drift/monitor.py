@@ -293,13 +293,18 @@ class DriftMonitor:
         return tuple(values)
 
     def observe_span(
-        self, span: GenAISpan, now: float
-    ) -> tuple[list[Decision], list[tuple[GroupKey, Signal, str]]]:
-        """Record a span's statistics; return due decisions and the texts to embed (off this thread)."""
+        self, span: GenAISpan, now: float, *, want_text: bool = True
+    ) -> tuple[list[Decision], list[tuple[GroupKey, Signal, str]], int]:
+        """Record a span's statistics; return due decisions, the texts to embed (off this thread) and
+        how many texts were left unread because ``want_text`` is false (the caller has no embedding
+        budget left, so the messages are not even decoded)."""
         key = self.group_key(span)
-        features = extract_features(span, want_prompt=self._want_prompt, want_answer=self._want_answer)
+        features = extract_features(
+            span, want_prompt=self._want_prompt and want_text, want_answer=self._want_answer and want_text
+        )
         decisions: list[Decision] = []
         texts: list[tuple[GroupKey, Signal, str]] = []
+        unread = 0
         with self.lock:
             self.stats.spans += 1
             group = self._group(key, now)
@@ -312,6 +317,16 @@ class DriftMonitor:
                     label = features.categories.get(signal)
                     if label is not None:
                         self._add(group, state, label, now, decisions)
+                elif not want_text:
+                    source = (
+                        attrs.GEN_AI_INPUT_MESSAGES
+                        if signal is Signal.PROMPT_EMBEDDING
+                        else attrs.GEN_AI_OUTPUT_MESSAGES
+                    )
+                    if source in span.attributes:
+                        unread += 1
+                    elif signal is Signal.PROMPT_EMBEDDING:
+                        self.stats.spans_without_content += 1
                 else:
                     text = features.prompt_text if signal is Signal.PROMPT_EMBEDDING else features.answer_text
                     if text is None:
@@ -321,7 +336,7 @@ class DriftMonitor:
                         texts.append((key, signal, text))
                     else:
                         self.stats.values_without_reference += 1
-        return decisions, texts
+        return decisions, texts, unread
 
     def observe_vector(self, key: GroupKey, signal: Signal, vector: Any, now: float) -> list[Decision]:
         """Record one embedding (from the worker); the group may have been evicted meanwhile."""

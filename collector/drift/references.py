@@ -173,7 +173,7 @@ def save_reference(
         from collector.genai.spans import extract_genai_spans
 
         for span in extract_genai_spans(request):  # type: ignore[arg-type]
-            _, texts = monitor.observe_span(span, now=0.0)
+            _, texts, _ = monitor.observe_span(span, now=0.0)
             pending.extend(texts)
     batch = config.embedding.batch_size
     for start in range(0, len(pending), batch):

@@ -278,7 +278,7 @@ class DriftProcessor:
                 self._cond.notify_all()
             thread.join(max(0.0, timeout_s))
             self._thread = None
-        self._save_references(all_frozen=True)
+        self._save_references()
         if thread is not None:
             event(self.logger, logging.INFO, "drift processor stopped", **_flat(self.monitor.snapshot()))
 
@@ -291,37 +291,49 @@ class DriftProcessor:
         if not spans:
             return batch
         now = self.clock()
+        budget, reason = self._text_budget(now)
         decisions: list[Decision] = []
         texts: list[tuple[tuple[str, ...], DriftSignal, str]] = []
+        unread = 0
         for span in spans:
-            due, wanted = self.monitor.observe_span(span, now)
+            due, wanted, left = self.monitor.observe_span(span, now, want_text=len(texts) < budget)
             decisions.extend(due)
             texts.extend(wanted)
+            unread += left
         if decisions or texts:
-            self._enqueue(decisions, texts, now)
+            self._enqueue(decisions, texts)
+        if unread:
+            self.monitor.count_skipped(reason, unread)
         return batch
 
+    def _text_budget(self, now: float) -> tuple[int, str]:
+        """How many prompts this batch may still queue, and which limit binds when it is used up."""
+        settings = self.config.embedding
+        with self._cond:
+            per_second = settings.max_per_minute / 60.0
+            self._tokens = min(
+                float(settings.max_per_minute), self._tokens + (now - self._refilled) * per_second
+            )
+            self._refilled = now
+            tokens = int(self._tokens)
+            room = settings.queue_size - len(self._texts)
+        return max(0, min(tokens, room)), ("rate_limited" if tokens <= room else "queue_full")
+
     def _enqueue(
-        self, decisions: list[Decision], texts: list[tuple[tuple[str, ...], DriftSignal, str]], now: float
+        self, decisions: list[Decision], texts: list[tuple[tuple[str, ...], DriftSignal, str]]
     ) -> None:
         limited = full = 0
         settings = self.config.embedding
         with self._cond:
             self._decisions.extend(decisions)
-            if texts:
-                per_second = settings.max_per_minute / 60.0
-                self._tokens = min(
-                    float(settings.max_per_minute), self._tokens + (now - self._refilled) * per_second
-                )
-                self._refilled = now
-                for item in texts:
-                    if self._tokens < 1.0:
-                        limited += 1
-                    elif len(self._texts) >= settings.queue_size:
-                        full += 1
-                    else:
-                        self._tokens -= 1.0
-                        self._texts.append(item)
+            for item in texts:
+                if self._tokens < 1.0:
+                    limited += 1
+                elif len(self._texts) >= settings.queue_size:
+                    full += 1
+                else:
+                    self._tokens -= 1.0
+                    self._texts.append(item)
             self._cond.notify()
         if limited:
             self.monitor.count_skipped("rate_limited", limited)
@@ -346,7 +358,7 @@ class DriftProcessor:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + _TICK_S
                     self._queue_decisions(self.monitor.tick(self.clock()))
-                    self._save_references(all_frozen=False)
+                    self._save_references()
             except Exception as exc:  # the worker must survive any fault; logged, never per span
                 event(
                     self.logger, logging.WARNING, "drift worker error", error=f"{type(exc).__name__}: {exc}"
@@ -395,14 +407,14 @@ class DriftProcessor:
         """Time-driven closes and reference saving, on the calling thread (the worker does it each second)."""
         for decision in self.monitor.tick(self.clock()):
             self._decide(decision)
-        self._save_references(all_frozen=False)
+        self._save_references()
 
     def _decide(self, decision: Decision) -> None:
         outcome = self.monitor.apply(decision, run_decision(decision))
         if outcome is not None:
             self._publish(outcome)
 
-    def _save_references(self, all_frozen: bool) -> None:
+    def _save_references(self) -> None:
         if self.store is None:
             return
         pending = self.monitor.take_unsaved()

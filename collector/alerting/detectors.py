@@ -313,9 +313,11 @@ class EwmaDetector:
         baseline = math.exp(state.mean) if c.log else state.mean
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            # Outliers the direction ignores (a spike up on a `down` chart) are clipped to k sigma so
-            # they do not inflate the variance.
-            clipped = min(max(value, state.mean - c.k * sigma), state.mean + c.k * sigma)
+            # Learn winsorised samples (clipped to the resolve band): outliers the direction ignores
+            # and the first samples of a ramp then barely move the mean or inflate the variance.
+            clipped = min(
+                max(value, state.mean - self._resolve_k * sigma), state.mean + self._resolve_k * sigma
+            )
             _ewma_learn(state, clipped, c.alpha, warm=False)
         return Assessment(True, breach, clear, critical, score, baseline)
 
@@ -414,7 +416,7 @@ class ZScoreDetector:
         critical = c.critical_k is not None and score > c.critical_k
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            window.add(t, min(max(value, mean - c.k * sigma), mean + c.k * sigma))
+            window.add(t, min(max(value, mean - self._resolve_k * sigma), mean + self._resolve_k * sigma))
         return Assessment(True, breach, clear, critical, score, math.exp(mean) if c.log else mean)
 
 

@@ -22,7 +22,7 @@ __all__ = ["DAY_S", "Fault", "TrafficModel", "generate"]
 
 DAY_S = 86400.0
 
-FaultKind = Literal["cost", "latency", "errors", "quality"]
+FaultKind = Literal["cost", "latency", "errors", "quality", "tokens"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Fault:
     kind: FaultKind
     start_s: float
     duration_s: float
-    factor: float = 3.0  # cost and latency: multiplier; errors: error probability; quality: mean score
+    factor: float = 3.0  # cost, latency, tokens: multiplier; errors: error probability; quality: mean score
 
     def active(self, offset: float) -> bool:
         return self.start_s <= offset < self.start_s + self.duration_s
@@ -79,6 +79,7 @@ def generate(
         active = [f for f in faults if f.active(offset)]
         lat_factor = 1 + m.latency_daily_amplitude * phase
         cost_factor = 1.0
+        token_factor = 1.0
         err = m.error_rate
         quality = m.quality_mean
         for fault in active:
@@ -90,9 +91,11 @@ def generate(
                 err = fault.factor
             elif fault.kind == "quality":
                 quality = fault.factor
+            elif fault.kind == "tokens":
+                token_factor *= fault.factor
         times = np.sort(rng.uniform(t0, t0 + 60.0, count))
         durations = m.latency_median_s * lat_factor * np.exp(rng.normal(0, m.latency_sigma, count))
-        tokens = np.maximum(10, rng.normal(m.tokens_mean, m.tokens_sd, count)).astype(int)
+        tokens = np.maximum(10, rng.normal(m.tokens_mean * token_factor, m.tokens_sd, count)).astype(int)
         errors = rng.random(count) < err
         has_quality = rng.random(count) < m.quality_share
         scores = np.clip(rng.normal(quality, 0.08, count), 0, 1)

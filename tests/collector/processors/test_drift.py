@@ -129,6 +129,8 @@ def test_no_drift_then_topic_shift_starts_an_event(caplog: pytest.LogCaptureFixt
     fields = started[0].fields  # type: ignore[attr-defined]
     assert fields["signal"] == "prompt_embedding" and fields["gen_ai.request.model"] == "gpt-4o-mini"
     assert fields["p_value"] <= fields["test_alpha"]
+    # k = 2: each window is tested against one of two disjoint halves of the 120-value reference.
+    assert fields["reference_size"] == 60 and fields["window_size"] == 60
 
 
 def test_statistics_drift_without_content() -> None:

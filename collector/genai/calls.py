@@ -26,6 +26,7 @@ calls before the outer one. Calls that arrive after their agent span are not att
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from collector.genai.spans import GenAISpan
@@ -52,7 +53,9 @@ class _Bounded:
     __slots__ = ("_items", "limit", "window_ns")
 
     def __init__(self, limit: int, window_ns: int) -> None:
-        self._items: dict[object, tuple[int, _Call]] = {}
+        # OrderedDict: popping the oldest is O(1); a plain dict's first key is found by skipping the
+        # deleted slots before it, which turns a FIFO of 100k entries quadratic.
+        self._items: OrderedDict[object, tuple[int, _Call]] = OrderedDict()
         self.limit = limit
         self.window_ns = window_ns
 
@@ -65,7 +68,7 @@ class _Bounded:
         items.pop(key, None)
         items[key] = (now_ns, call)
         if len(items) > self.limit:
-            del items[next(iter(items))]
+            items.popitem(last=False)
 
     def expire(self, now_ns: int) -> None:
         items = self._items
@@ -74,7 +77,7 @@ class _Bounded:
             key = next(iter(items))
             if items[key][0] >= cutoff:
                 break
-            del items[key]
+            items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -154,16 +157,20 @@ class CallDeduplicator:
 class AgentCallCounter:
     """Inference and tool calls per agent invocation, grouped by trace and time containment."""
 
-    def __init__(self, max_traces: int = 10_000, max_per_trace: int = 1_000, window_s: float = 600.0) -> None:
+    def __init__(self, max_entries: int = 100_000, window_s: float = 600.0) -> None:
         self._lock = threading.Lock()
-        # trace id -> (first seen ns, [(start, end, is_tool)])
-        self._pending: dict[bytes, tuple[int, list[tuple[int, int, bool]]]] = {}
-        self.max_traces = max_traces
-        self.max_per_trace = max_per_trace
+        # trace id -> (first seen ns, [(start, end, is_tool)]); oldest trace first
+        self._pending: OrderedDict[bytes, tuple[int, list[tuple[int, int, bool]]]] = OrderedDict()
+        self._entries = 0
+        self.max_entries = max_entries
         self.window_ns = int(window_s * 1e9)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Pending calls over all traces (bounded by ``max_entries``)."""
+        return self._entries
+
+    def _drop_oldest(self) -> None:
+        self._entries -= len(self._pending.popitem(last=False)[1][1])
 
     def note(self, spans: Iterable[GenAISpan], now_ns: int) -> None:
         """Remember counted inference and tool spans until an agent span claims them."""
@@ -174,23 +181,15 @@ class AgentCallCounter:
                 entry = pending.get(raw.trace_id)
                 if entry is None:
                     entry = pending[raw.trace_id] = (now_ns, [])
-                    if len(pending) > self.max_traces:
-                        del pending[next(iter(pending))]
-                calls = entry[1]
-                if len(calls) < self.max_per_trace:
-                    calls.append(
-                        (
-                            raw.start_time_unix_nano,
-                            raw.end_time_unix_nano,
-                            span.operation == _Op.EXECUTE_TOOL,
-                        )
-                    )
+                entry[1].append(
+                    (raw.start_time_unix_nano, raw.end_time_unix_nano, span.operation == _Op.EXECUTE_TOOL)
+                )
+                self._entries += 1
+                while self._entries > self.max_entries and pending:
+                    self._drop_oldest()
             cutoff = now_ns - self.window_ns
-            while pending:
-                first = next(iter(pending))
-                if pending[first][0] >= cutoff:
-                    break
-                del pending[first]
+            while pending and pending[next(iter(pending))][0] < cutoff:
+                self._drop_oldest()
 
     def claim(self, agent: GenAISpan) -> tuple[int, int]:
         """(inference calls, tool calls) inside the agent span; they are not counted again."""
@@ -210,6 +209,7 @@ class AgentCallCounter:
                         inference += 1
                 else:
                     rest.append(call)
+            self._entries -= len(entry[1]) - len(rest)
             if rest:
                 entry[1][:] = rest
             else:

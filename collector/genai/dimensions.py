@@ -90,18 +90,28 @@ _KNOWN: dict[str, Callable[[GenAISpan], str]] = {
 }
 
 
+_INTERNED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 class Dimensions:
     """Reads a fixed list of dimension values from spans; immutable and thread-safe."""
 
     __slots__ = ("_readers", "names")
 
     def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
+        # Interned, so that processors configured alike share the tuple and the per-span cache hits.
+        key = tuple(names)
+        self.names = _INTERNED.setdefault(key, key)
         self._readers = tuple(_KNOWN.get(name) or _generic(name) for name in self.names)
 
     def values(self, span: GenAISpan) -> tuple[str, ...]:
-        """The dimension values of ``span``, in ``names`` order."""
-        return tuple(read(span) for read in self._readers)
+        """The dimension values of ``span``, in ``names`` order (cached on the span per name list)."""
+        cached = span.dimension_cache
+        if cached is not None and cached[0] is self.names:
+            return cached[1]
+        values = tuple([read(span) for read in self._readers])
+        span.dimension_cache = (self.names, values)
+        return values
 
 
 def resource_key(span: GenAISpan, keys: Sequence[str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:

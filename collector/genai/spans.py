@@ -91,6 +91,45 @@ _STREAM_KEYS = (
 
 # Keys whose presence makes a span a GenAI span.
 _GATE_KEYS = (attrs.GEN_AI_OPERATION_NAME, attrs.GEN_AI_SYSTEM, attrs.GEN_AI_PROVIDER_NAME, _OI_SPAN_KIND)
+_GATE_SET = frozenset(_GATE_KEYS)
+_PROVIDER_RENAMES = dict(attrs.PROVIDER_NAME_VALUE_RENAMES)
+# Every key _normalise reads; others are not decoded on the hot path.
+_WANTED = frozenset(
+    {
+        *_GATE_KEYS,
+        attrs.GEN_AI_REQUEST_MODEL,
+        attrs.GEN_AI_RESPONSE_MODEL,
+        attrs.GEN_AI_RESPONSE_ID,
+        attrs.GEN_AI_USAGE_INPUT_TOKENS,
+        attrs.GEN_AI_USAGE_PROMPT_TOKENS,
+        attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+        attrs.GEN_AI_USAGE_COMPLETION_TOKENS,
+        *_CACHE_READ_KEYS,
+        *_CACHE_WRITE_KEYS,
+        attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+        attrs.GEN_AI_TOOL_NAME,
+        attrs.GEN_AI_TOOL_TYPE,
+        attrs.GEN_AI_AGENT_NAME,
+        attrs.GEN_AI_WORKFLOW_NAME,
+        attrs.ERROR_TYPE,
+        attrs.SERVER_ADDRESS,
+        attrs.SERVER_PORT,
+        attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+        attrs.GEN_AI_USAGE_COST_AMOUNT,
+        attrs.GEN_AI_USAGE_COST_CURRENCY,
+        *_SERVICE_TIER_KEYS,
+        *_STREAM_KEYS,
+        _OI_MODEL,
+        _OI_PROVIDER,
+        _OI_SYSTEM,
+        _OI_PROMPT_TOKENS,
+        _OI_COMPLETION_TOKENS,
+        _OI_CACHE_READ,
+        _OI_CACHE_WRITE,
+        _OI_REASONING,
+        _OI_TOOL_NAME,
+    }
+)
 
 
 def any_value(value: AnyValue) -> object:
@@ -116,23 +155,6 @@ def _str(values: dict[str, AnyValue], key: str) -> str:
     return "" if decoded is None or isinstance(decoded, list | dict) else str(decoded)
 
 
-def _int(values: dict[str, AnyValue], key: str) -> int | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    kind = value.WhichOneof("value")
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value" and value.double_value >= 0 and value.double_value == value.double_value:
-        return int(value.double_value)
-    if kind == "string_value":
-        try:
-            return int(value.string_value)
-        except ValueError:
-            return None
-    return None
-
-
 def _float(values: dict[str, AnyValue], key: str) -> float | None:
     value = values.get(key)
     if value is None:
@@ -148,22 +170,6 @@ def _float(values: dict[str, AnyValue], key: str) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def _first_int(values: dict[str, AnyValue], *keys: str) -> int | None:
-    for key in keys:
-        found = _int(values, key)
-        if found is not None:
-            return found
-    return None
-
-
-def _first_str(values: dict[str, AnyValue], keys: tuple[str, ...]) -> str:
-    for key in keys:
-        found = _str(values, key)
-        if found:
-            return found
-    return ""
 
 
 def _bool(values: dict[str, AnyValue], keys: tuple[str, ...]) -> bool:
@@ -189,7 +195,8 @@ class GenAISpan:
     resource_attributes: dict[str, AnyValue]
     scope_name: str
     span: Span
-    attributes: dict[str, AnyValue]
+    #: The span attributes ``_normalise`` reads (a subset; see :attr:`attributes` for all of them).
+    values: dict[str, AnyValue]
     convention: str
     operation: str
     provider: str
@@ -222,6 +229,19 @@ class GenAISpan:
     #: Cost in USD and where it came from (``provider`` or ``local``), set by the ``cost`` processor.
     cost_usd: float | None = None
     cost_source: str = ""
+    #: (dimension names, values) last read by :class:`collector.genai.dimensions.Dimensions`, so two
+    #: processors with the same dimensions read them once.
+    dimension_cache: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    _all_attributes: dict[str, AnyValue] | None = None
+    _service_name: str | None = None
+
+    @property
+    def attributes(self) -> dict[str, AnyValue]:
+        """Every span attribute by key (built on first use; changes to it are kept for later readers)."""
+        found = self._all_attributes
+        if found is None:
+            found = self._all_attributes = {kv.key: kv.value for kv in self.span.attributes}
+        return found
 
     @property
     def has_usage(self) -> bool:
@@ -236,7 +256,10 @@ class GenAISpan:
     @property
     def service_name(self) -> str:
         """``service.name`` of the resource, or ``unknown_service`` as the SDKs default it."""
-        return _str(self.resource_attributes, "service.name") or "unknown_service"
+        found = self._service_name
+        if found is None:
+            found = self._service_name = _str(self.resource_attributes, "service.name") or "unknown_service"
+        return found
 
     @property
     def duration_s(self) -> float:
@@ -275,16 +298,60 @@ def extract_genai_spans(request: ExportTraceServiceRequest) -> list[GenAISpan]:
         for scope_spans in resource_spans.scope_spans:
             scope_name = scope_spans.scope.name
             for span in scope_spans.spans:
-                values = {kv.key: kv.value for kv in span.attributes}
-                for gate in _GATE_KEYS:
-                    if gate in values:
-                        break
-                else:
+                # One pass over the keys; value wrappers (the expensive part) are built only for the
+                # keys normalisation reads, and nothing is kept for spans without a gate key.
+                values: dict[str, AnyValue] | None = None
+                for kv in span.attributes:
+                    key = kv.key
+                    if key in _WANTED:
+                        if values is None:
+                            values = {}
+                        values[key] = kv.value
+                if values is None or _GATE_SET.isdisjoint(values):
                     continue
                 if resource_values is None:
                     resource_values = {kv.key: kv.value for kv in resource.attributes}
                 found.append(_normalise(resource, resource_values, scope_name, span, values))
     return found
+
+
+def _vs(value: AnyValue | None) -> str:
+    """A value as text (``""`` when absent); the typed field first, ``WhichOneof`` only as a fallback."""
+    if value is None:
+        return ""
+    text = value.string_value
+    if text:
+        return text
+    decoded = any_value(value)
+    return "" if decoded is None or isinstance(decoded, list | dict) else str(decoded)
+
+
+def _vi(value: AnyValue | None) -> int | None:
+    """A value as a count (``None`` when absent or not a number)."""
+    if value is None:
+        return None
+    number = value.int_value
+    if number:
+        return number
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return 0
+    if kind == "double_value" and value.double_value >= 0 and value.double_value == value.double_value:
+        return int(value.double_value)
+    if kind == "string_value":
+        try:
+            return int(value.string_value)
+        except ValueError:
+            return None
+    return None
+
+
+def _first(values: dict[str, AnyValue], keys: tuple[str, ...]) -> AnyValue | None:
+    for key in keys:
+        found = values.get(key)
+        if found is not None:
+            return found
+    return None
 
 
 def _normalise(
@@ -294,74 +361,84 @@ def _normalise(
     span: Span,
     values: dict[str, AnyValue],
 ) -> GenAISpan:
+    # Hot path: ``values`` holds only the keys present among _WANTED, so most gets miss cheaply and
+    # the decoding helpers run only for keys that are there.
+    get = values.get
     convention = "gen_ai"
-    operation = _str(values, attrs.GEN_AI_OPERATION_NAME)
-    provider = _str(values, attrs.GEN_AI_PROVIDER_NAME)
+    operation = _vs(get(attrs.GEN_AI_OPERATION_NAME))
+    provider = _vs(get(attrs.GEN_AI_PROVIDER_NAME))
     if not provider:
-        provider = _str(values, attrs.GEN_AI_SYSTEM)
+        provider = _vs(get(attrs.GEN_AI_SYSTEM))
         if provider:
             convention = "gen_ai_legacy"
-    request_model = _str(values, attrs.GEN_AI_REQUEST_MODEL)
-    response_model = _str(values, attrs.GEN_AI_RESPONSE_MODEL)
-    input_tokens = _first_int(values, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_PROMPT_TOKENS)
-    output_tokens = _first_int(values, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_COMPLETION_TOKENS)
-    cache_read = _first_int(values, *_CACHE_READ_KEYS)
-    cache_write = _first_int(values, *_CACHE_WRITE_KEYS)
-    reasoning = _int(values, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
-    tool_name = _str(values, attrs.GEN_AI_TOOL_NAME)
-    if _OI_SPAN_KIND in values and not operation:
+    request_model = _vs(get(attrs.GEN_AI_REQUEST_MODEL))
+    response_model = _vs(get(attrs.GEN_AI_RESPONSE_MODEL))
+    input_tokens = _vi(get(attrs.GEN_AI_USAGE_INPUT_TOKENS) or get(attrs.GEN_AI_USAGE_PROMPT_TOKENS))
+    output_tokens = _vi(get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS) or get(attrs.GEN_AI_USAGE_COMPLETION_TOKENS))
+    cache_read = _vi(_first(values, _CACHE_READ_KEYS))
+    cache_write = _vi(_first(values, _CACHE_WRITE_KEYS))
+    reasoning = _vi(get(attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS))
+    tool_name = _vs(get(attrs.GEN_AI_TOOL_NAME))
+    if not operation and _OI_SPAN_KIND in values:
         convention = "openinference"
-        operation = _OI_KIND_TO_OPERATION.get(_str(values, _OI_SPAN_KIND).upper(), "")
+        operation = _OI_KIND_TO_OPERATION.get(_vs(get(_OI_SPAN_KIND)).upper(), "")
         if not provider:
-            provider = (_str(values, _OI_PROVIDER) or _str(values, _OI_SYSTEM)).lower()
+            provider = (_vs(get(_OI_PROVIDER)) or _vs(get(_OI_SYSTEM))).lower()
             provider = _OI_PROVIDER_VALUES.get(provider, provider)
-        request_model = request_model or _str(values, _OI_MODEL)
+        request_model = request_model or _vs(get(_OI_MODEL))
         # OpenInference records the model the response named; it is both what was asked and billed.
         response_model = response_model or request_model
-        tool_name = tool_name or _str(values, _OI_TOOL_NAME)
+        tool_name = tool_name or _vs(get(_OI_TOOL_NAME))
         if input_tokens is None:
-            input_tokens = _int(values, _OI_PROMPT_TOKENS)
+            input_tokens = _vi(get(_OI_PROMPT_TOKENS))
         if output_tokens is None:
-            output_tokens = _int(values, _OI_COMPLETION_TOKENS)
-        cache_read = cache_read if cache_read is not None else _int(values, _OI_CACHE_READ)
-        cache_write = cache_write if cache_write is not None else _int(values, _OI_CACHE_WRITE)
-        reasoning = reasoning if reasoning is not None else _int(values, _OI_REASONING)
+            output_tokens = _vi(get(_OI_COMPLETION_TOKENS))
+        cache_read = cache_read if cache_read is not None else _vi(get(_OI_CACHE_READ))
+        cache_write = cache_write if cache_write is not None else _vi(get(_OI_CACHE_WRITE))
+        reasoning = reasoning if reasoning is not None else _vi(get(_OI_REASONING))
     elif not operation and convention == "gen_ai_legacy":
         operation = "chat"
-    provider = attrs.PROVIDER_NAME_VALUE_RENAMES.get(provider, provider)
+    provider = _PROVIDER_RENAMES.get(provider, provider)
     # The conventions count cached input inside input_tokens. A source that reports fewer input tokens
     # than its cache reads and writes together used the raw Anthropic accounting, which leaves them out.
-    cached = (cache_read or 0) + (cache_write or 0)
-    if input_tokens is not None and cached and input_tokens < cached:
-        input_tokens += cached
+    if cache_read or cache_write:
+        cached = (cache_read or 0) + (cache_write or 0)
+        if input_tokens is not None and input_tokens < cached:
+            input_tokens += cached
+    port = get(attrs.SERVER_PORT)
+    ttfc = get(attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    cost = get(attrs.GEN_AI_USAGE_COST_AMOUNT)
+    stream = _first(values, _STREAM_KEYS)
     return GenAISpan(
         resource=resource,
         resource_attributes=resource_values,
         scope_name=scope_name,
         span=span,
-        attributes=values,
+        values=values,
         convention=convention,
         operation=operation,
         provider=provider,
         request_model=request_model,
         response_model=response_model,
-        response_id=_str(values, attrs.GEN_AI_RESPONSE_ID),
+        response_id=_vs(get(attrs.GEN_AI_RESPONSE_ID)),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
-        error_type=_str(values, attrs.ERROR_TYPE),
-        server_address=_str(values, attrs.SERVER_ADDRESS),
-        server_port=_int(values, attrs.SERVER_PORT),
-        time_to_first_chunk_s=_float(values, attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
-        cost_amount=_float(values, attrs.GEN_AI_USAGE_COST_AMOUNT),
-        cost_currency=_str(values, attrs.GEN_AI_USAGE_COST_CURRENCY),
-        agent_name=_str(values, attrs.GEN_AI_AGENT_NAME),
+        error_type=_vs(get(attrs.ERROR_TYPE)),
+        server_address=_vs(get(attrs.SERVER_ADDRESS)),
+        server_port=None if port is None else _vi(port),
+        time_to_first_chunk_s=None
+        if ttfc is None
+        else _float(values, attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
+        cost_amount=None if cost is None else _float(values, attrs.GEN_AI_USAGE_COST_AMOUNT),
+        cost_currency=_vs(get(attrs.GEN_AI_USAGE_COST_CURRENCY)),
+        agent_name=_vs(get(attrs.GEN_AI_AGENT_NAME)),
         tool_name=tool_name,
-        tool_type=_str(values, attrs.GEN_AI_TOOL_TYPE),
-        service_tier=_first_str(values, _SERVICE_TIER_KEYS),
-        streaming=_bool(values, _STREAM_KEYS),
+        tool_type=_vs(get(attrs.GEN_AI_TOOL_TYPE)),
+        service_tier=_vs(_first(values, _SERVICE_TIER_KEYS)),
+        streaming=stream is not None and _bool(values, _STREAM_KEYS),
     )
 
 

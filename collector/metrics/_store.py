@@ -113,6 +113,7 @@ class _Instrument:
         # series key -> mutable state list; index 0 start_ns, 1 last_ns, then kind-specific fields
         self._series: dict[SeriesKey, list[object]] = {}
         self._next_sweep_ns = 0
+        self._folded = 0  # points folded since the last _report_folded(), under the lock
 
     def __len__(self) -> int:
         return len(self._series)
@@ -130,8 +131,14 @@ class _Instrument:
             self._next_sweep_ns = now_ns + 1_000_000_000
             if len(self._series) < self.cardinality_limit:
                 return key
-        self.store._overflowed(self.name)
+        self._folded += 1
         return OVERFLOW_KEY
+
+    def _report_folded(self, now_ns: int) -> None:
+        """Move the folded-point count to the store's overflow counter (after releasing the lock)."""
+        folded, self._folded = self._folded, 0
+        if folded:
+            self.store._overflowed(self.name, folded, now_ns)
 
     def _sweep_locked(self, now_ns: int) -> int:
         if not self.expiry_ns:
@@ -169,6 +176,8 @@ class Counter(_Instrument):
                     state = self._series[key] = [now_ns, now_ns, 0.0]
             state[1] = now_ns
             state[2] += value  # type: ignore[operator]
+        if self._folded:
+            self._report_folded(now_ns)
 
     def add_many(self, items: Iterable[tuple[SeriesKey, float]], now_ns: int) -> None:
         """Add several (key, value) pairs under one lock acquisition."""
@@ -183,6 +192,8 @@ class Counter(_Instrument):
                         state = series[admitted] = [now_ns, now_ns, 0.0]
                 state[1] = now_ns
                 state[2] += value  # type: ignore[operator]
+        if self._folded:
+            self._report_folded(now_ns)
 
     def snapshot(self, now_ns: int) -> InstrumentSnapshot:
         """Copy of every series; sweeps idle ones first."""
@@ -211,6 +222,8 @@ class Gauge(_Instrument):
                     state = self._series[key] = [now_ns, now_ns, 0.0]
             state[1] = now_ns
             state[2] = value
+        if self._folded:
+            self._report_folded(now_ns)
 
     def snapshot(self, now_ns: int) -> InstrumentSnapshot:
         """Copy of every series; sweeps idle ones first."""
@@ -272,6 +285,8 @@ class Histogram(_Instrument):
                 if value > state[5]:  # type: ignore[operator]
                     state[5] = value
                 state[6][bisect_left(bounds, value)] += 1  # type: ignore[index]
+        if self._folded:
+            self._report_folded(now_ns)
 
     def snapshot(self, now_ns: int) -> InstrumentSnapshot:
         """Copy of every series; sweeps idle ones first."""
@@ -426,9 +441,8 @@ class MetricStore:
         """The attributes registered for ``key``; empty for the overflow series."""
         return self._resources.get(key, ())
 
-    def _overflowed(self, name: str) -> None:
-        # Called with the folding instrument's lock held; the overflow counter has its own lock.
-        self._overflow.add(((), (name,)), 1.0, time.time_ns())
+    def _overflowed(self, name: str, points: int, now_ns: int) -> None:
+        self._overflow.add(((), (name,)), float(points), now_ns)
 
     # -- reading -----------------------------------------------------------------------------------
 

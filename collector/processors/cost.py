@@ -220,6 +220,7 @@ def _annotate(span: GenAISpan, cost: float) -> None:
     ):
         span.span.attributes.append(KeyValue(key=key, value=value))
         span.attributes[key] = value
+        span.values[key] = value
 
 
 def _create(config: CostProcessorConfig, settings: CreateSettings) -> CostProcessor:

@@ -299,7 +299,7 @@ class GenAIMetricsProcessor:
                     tools.append(((rkey, (*dims, span.tool_name, span.tool_type)), span.duration_s))
                     for_agents.append(span)
                 elif operation == _Op.INVOKE_WORKFLOW:
-                    name = span.attributes.get(attrs.GEN_AI_WORKFLOW_NAME)
+                    name = span.values.get(attrs.GEN_AI_WORKFLOW_NAME)
                     workflow = name.string_value if name is not None else ""
                     workflows.append(((rkey, (*dims, workflow)), span.duration_s))
                 else:

@@ -263,8 +263,12 @@ class PiiProcessor:
                     for span in ss.spans:
                         changed |= self._attributes(span.attributes, counts, False, budget)
                         for span_event in span.events:
-                            genai = span_event.name.startswith(_GENAI_EVENT_PREFIX)
-                            changed |= self._attributes(span_event.attributes, counts, genai, budget)
+                            event_attributes = span_event.attributes
+                            if (
+                                event_attributes
+                            ):  # most events have none: skip the call (hostile 1M-event spans)
+                                genai = span_event.name.startswith(_GENAI_EVENT_PREFIX)
+                                changed |= self._attributes(event_attributes, counts, genai, budget)
             if changed:
                 batch.invalidate()
         elif isinstance(batch, LogsBatch):

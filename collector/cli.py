@@ -67,6 +67,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rate", type=float, default=5.0, metavar="RPS", help="requests per second (default 5)"
     )
+    demo.add_argument(
+        "--no-prometheus", action="store_true", help="do not start a Prometheus even if installed"
+    )
 
     commands.add_parser("version", help="print the version", description="Print the version.")
     return parser
@@ -88,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from collector.demo import run_demo
 
-            return run_demo(args.config, duration_s=args.duration, rate=args.rate)
+            return run_demo(
+                args.config, duration_s=args.duration, rate=args.rate, prometheus=not args.no_prometheus
+            )
     except ImportError as exc:
         if exc.name and exc.name.split(".")[0] in {
             "grpc",

@@ -82,9 +82,9 @@ def _find_endpoints(config: CollectorConfig) -> _Endpoints:
 
 
 @contextmanager
-def _real_prometheus(scrape_endpoint: str) -> Iterator[str | None]:
-    """Start Prometheus on 127.0.0.1:9090 scraping the collector every 5 s, if it is installed."""
-    binary = shutil.which("prometheus")
+def _real_prometheus(scrape_endpoint: str, wanted: bool) -> Iterator[str | None]:
+    """Start Prometheus on 127.0.0.1:9090 scraping the collector every 5 s, if wanted and installed."""
+    binary = shutil.which("prometheus") if wanted else None
     if binary is None:
         yield None
         return
@@ -202,7 +202,7 @@ def _print_summary(summary: Summary, counts: _Counts, elapsed: float) -> None:
     sys.stdout.flush()
 
 
-def run_demo(config_path: str, duration_s: float = 60.0, rate: float = 5.0) -> int:
+def run_demo(config_path: str, duration_s: float = 60.0, rate: float = 5.0, prometheus: bool = True) -> int:
     """Run the demo; returns the exit code (0 when the collector reported numbers)."""
     from collector.service import Service
 
@@ -231,7 +231,7 @@ def run_demo(config_path: str, duration_s: float = 60.0, rate: float = 5.0) -> i
     counts = _Counts()
     scrape_url = f"http://{endpoints.prometheus_scrape}/metrics"
     got_numbers = False
-    with _real_prometheus(endpoints.prometheus_scrape) as prometheus_url:
+    with _real_prometheus(endpoints.prometheus_scrape, prometheus) as prometheus_url:
         print(f"otel-llm demo: collector receiving OTLP on {endpoints.otlp_grpc} (gRPC)")
         print(f"  derived GenAI metrics:  {scrape_url}")
         if prometheus_url:

@@ -239,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
         tokens = sum(max(1, len(str(item)) // 4) for item in items)
-        self._sleep(0.02 + 0.001 * tokens)
+        self._sleep(0.02 + 0.00005 * tokens)
         data = [
             {"object": "embedding", "index": i, "embedding": [0.01 * ((i + k) % 7) for k in range(8)]}
             for i in range(len(items))
@@ -357,6 +357,10 @@ class _Server(ThreadingHTTPServer):
         self.time_scale = time_scale
         self.rng = random.Random(seed)
         self.rng_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that drop a keep-alive connection (the SDKs at shutdown) are normal here, not errors.
+        return
 
 
 class LlmServer:

@@ -119,6 +119,10 @@ class QualityProcessorConfig(ComponentConfig):
     context_traces: int = Field(
         10_000, ge=0, description="Traces whose retrieved documents are remembered for later spans."
     )
+    skip_services: list[str] = Field(
+        default_factory=lambda: ["otel-llm-judge"],
+        description="`service.name`s whose spans are not evaluated (the judge's own calls, when traced).",
+    )
     feedback_index: bool = Field(
         True, description="Add response spans to the `feedback` extension's join index when it runs."
     )
@@ -285,6 +289,7 @@ class QualityProcessor:
         ]
         self._variant_readers = [Dimensions([t.dimension]) for t in self.trackers]
         self._context = _TraceContext(config.context_traces)
+        self._skip_services = frozenset(config.skip_services)
         self.store: MetricStore | None = None
         self.index: FeedbackIndex | None = None
         self._stop = threading.Event()
@@ -364,7 +369,7 @@ class QualityProcessor:
         without_content: list[tuple[tuple[tuple[str, ...], tuple[object, ...]], float]] = []
         changed = False
         for span in spans:
-            if span.operation not in RESPONSE_OPERATIONS:
+            if span.operation not in RESPONSE_OPERATIONS or span.service_name in self._skip_services:
                 continue
             resource, resource_attributes = names.span_resource(span)
             dims = names.span_dimensions(span)

@@ -292,7 +292,7 @@ class VariantTracker:
 def _fmt(value: float) -> str:
     if math.isnan(value):
         return "-"
-    if value == 0 or 1e-3 <= abs(value) < 1e5:
+    if value == 0 or 1e-4 <= abs(value) < 1e5:
         return f"{value:.4g}"
     return f"{value:.3e}"
 

@@ -83,8 +83,12 @@ def test_spans_without_content_are_counted_not_scored(
     assert value(store, "otel_llm.evaluation.score", **{"gen_ai.evaluation.name": "completeness"}) == 1
 
 
-def test_other_operations_are_ignored(host: Host, quality: Callable[..., QualityProcessor]) -> None:
-    quality().process(batch(chat_span(1, operation="embeddings"), retrieval_span(1, 2, [{"id": "a"}])))
+def test_other_operations_and_the_judges_own_spans_are_ignored(
+    host: Host, quality: Callable[..., QualityProcessor]
+) -> None:
+    processor = quality()
+    processor.process(batch(chat_span(1, operation="embeddings"), retrieval_span(1, 2, [{"id": "a"}])))
+    processor.process(batch(chat_span(3), service="otel-llm-judge"))
     store = shared_store(host)
     assert points(store, "otel_llm.evaluation.score") == []
     assert points(store, "otel_llm.evaluation.spans_without_content") == []

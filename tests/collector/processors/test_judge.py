@@ -357,8 +357,14 @@ def test_price_overrides_price_an_unknown_judge_model(host: Host, server: JudgeS
     overrides = tmp_path / "prices.yaml"
     overrides.write_text("overrides:\n  - model: my-judge\n    prices: {input: 1.0, output: 2.0}\n")
     processor = build(
-        JUDGE, host, endpoint=server.url, model="my-judge", price_overrides=str(overrides), settle_delay=0,
-        sample_rate=1.0, evaluators=[{"name": "toxicity"}],
+        JUDGE,
+        host,
+        endpoint=server.url,
+        model="my-judge",
+        price_overrides=str(overrides),
+        settle_delay=0,
+        sample_rate=1.0,
+        evaluators=[{"name": "toxicity"}],
     )
     processor.start(host)
     try:

@@ -233,7 +233,7 @@ def run_decision(decision: Decision) -> DecisionResult:
         return DecisionResult(result, extras)
     reference_counts = decision.reference_counts or {}
     current_counts = dict(Counter(str(v) for v in decision.current))
-    result = chi_squared_test(reference_counts, current_counts, alpha=decision.alpha)
+    result = chi_squared_test(reference_counts, current_counts, alpha=decision.alpha, seed=decision.seed)
     return DecisionResult(
         result, {"psi": population_stability_index_categorical(reference_counts, current_counts)}
     )

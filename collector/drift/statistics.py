@@ -14,7 +14,8 @@ statistic of a block of permutations is one matrix product with that block.
 Numbers: :func:`ks_test` (Kolmogorov-Smirnov, p-value from scipy; conservative with ties, such as token
 counts), :func:`wasserstein` (effect size in units of the reference's spread) and
 :func:`population_stability_index` for dashboards (PSI has no p-value and is never used for decisions).
-Categories: :func:`chi_squared_test` on the 2×C contingency table, rare categories pooled.
+Categories: :func:`chi_squared_test` on the 2×C contingency table (Monte Carlo conditional p-value
+when expected counts are small).
 
 Repeated testing: see :class:`AlarmRule`.
 
@@ -221,36 +222,62 @@ def wasserstein(reference: npt.ArrayLike, current: npt.ArrayLike, *, normalise: 
 
 
 def chi_squared_test(
-    reference: Mapping[str, int], current: Mapping[str, int], *, alpha: float, min_expected: float = 5.0
+    reference: Mapping[str, int],
+    current: Mapping[str, int],
+    *,
+    alpha: float,
+    seed: int = 0,
+    min_expected: float = 5.0,
+    resamples: int | None = None,
 ) -> DriftResult:
     """Chi-squared test of homogeneity of two category counts; ``score`` is Cramér's V in [0, 1].
 
-    Categories whose expected count in either sample is below ``min_expected`` are pooled into one
-    (the chi-squared approximation needs about 5 per cell), and dropped when the pool itself stays
-    below it. Fewer than two categories left means nothing to compare: p-value 1.
+    When every expected cell count is at least ``min_expected`` the p-value is scipy's asymptotic
+    one. Otherwise (a rare or brand-new category: an error type that was absent from the reference)
+    the asymptotic p-value is unreliable, and pooling rare categories would hide exactly that change,
+    so the p-value is a Monte Carlo conditional one: ``resamples`` draws (default ``20 / alpha``, at
+    least 999) of the current sample's counts from the pooled counts (multivariate hypergeometric, i.e.
+    the table's margins fixed, as in Fisher's exact test), valid at any sample size. One category in
+    all means nothing to compare: p-value 1.
     """
     _check_alpha(alpha)
-    keys = sorted(set(reference) | set(current))
-    table = np.array(
-        [[max(0, reference.get(k, 0)) for k in keys], [max(0, current.get(k, 0)) for k in keys]],
-        dtype=np.float64,
-    ).reshape(2, len(keys))
-    n_ref, n_cur = table.sum(axis=1)
+    keys = sorted(
+        k for k in set(reference) | set(current) if reference.get(k, 0) > 0 or current.get(k, 0) > 0
+    )
+    ref = np.array([max(0, reference.get(k, 0)) for k in keys], dtype=np.int64)
+    cur = np.array([max(0, current.get(k, 0)) for k in keys], dtype=np.int64)
+    n_ref, n_cur = int(ref.sum()), int(cur.sum())
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError("expected at least one count in each sample")
-    column = table.sum(axis=0)
-    expected_min = column * min(n_ref, n_cur) / (n_ref + n_cur)
-    keep = expected_min >= min_expected
-    pooled = table[:, ~keep].sum(axis=1, keepdims=True)
-    table = table[:, keep]
-    if pooled.sum() > 0 and float(pooled.sum()) * min(n_ref, n_cur) / (n_ref + n_cur) >= min_expected:
-        table = np.hstack((table, pooled))
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+    if len(keys) < 2:
         return DriftResult(score=0.0, p_value=1.0, drifted=False)
-    statistic, p_value, _, _ = stats.chi2_contingency(table, correction=True)
-    cramer_v = math.sqrt(float(statistic) / float(table.sum()))
-    p = float(p_value)
+    column = ref + cur
+    total = n_ref + n_cur
+    observed = _chi_squared(cur[None, :], column, n_cur, total)[0]
+    cramer_v = math.sqrt(observed / total)
+    if float(column.min()) * min(n_ref, n_cur) / total >= min_expected:
+        p = float(stats.chi2.sf(observed, len(keys) - 1))
+    else:
+        draws = resamples or max(999, math.ceil(20.0 / alpha))
+        rng = np.random.default_rng(seed)
+        simulated = rng.multivariate_hypergeometric(column, n_cur, size=draws)
+        exceed = int(np.count_nonzero(_chi_squared(simulated, column, n_cur, total) >= observed * (1 - 1e-9)))
+        p = (exceed + 1) / (draws + 1)
     return DriftResult(score=cramer_v, p_value=p, drifted=p <= alpha)
+
+
+def _chi_squared(
+    current_rows: npt.NDArray[np.int64], column: npt.NDArray[np.int64], n_cur: int, total: int
+) -> npt.NDArray[np.float64]:
+    """Pearson's statistic of 2 × C tables given by their current rows and the fixed column totals."""
+    expected_cur = column * (n_cur / total)
+    expected_ref = column - expected_cur
+    current = current_rows.astype(np.float64)
+    reference = column - current
+    value: npt.NDArray[np.float64] = ((current - expected_cur) ** 2 / expected_cur).sum(axis=1) + (
+        (reference - expected_ref) ** 2 / expected_ref
+    ).sum(axis=1)
+    return value
 
 
 _PSI_FLOOR = 1e-4  # share given to an empty bin, so that log(0) never happens; the usual convention
@@ -294,8 +321,8 @@ class AlarmRule:
       k disjoint **folds** of the reference, in rotation (:meth:`fold`). Any k consecutive tests then
       share no data at all, neither window nor reference values, so without drift (spans exchangeable
       over time) they are independent, and k alarms in a row have probability at most
-      ``(alpha ** (1 / k)) ** k = alpha``: exactly for the permutation test, at most for KS with ties,
-      approximately for chi-squared. Testing every window against the whole reference instead would
+      ``(alpha ** (1 / k)) ** k = alpha``: exactly for the permutation test and the Monte Carlo
+      chi-squared p-value, at most for KS with ties, approximately for asymptotic chi-squared. Testing every window against the whole reference instead would
       make consecutive tests positively correlated (an unusual reference makes every window look
       drifted) and the product rule would not hold.
     - **Sliding windows** overlap, so neighbouring tests are strongly dependent and the product rule

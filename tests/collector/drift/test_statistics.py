@@ -174,6 +174,25 @@ def test_chi_squared_false_alarm_rate_and_power() -> None:
     )
 
 
+def test_chi_squared_with_rare_categories_stays_calibrated_and_sees_new_errors() -> None:
+    rng = np.random.default_rng(14)
+    labels = np.array(["none", "timeout", "rate_limit"])
+    base = [0.97, 0.02, 0.01]  # expected counts below 5: the Monte Carlo p-value is used
+    alpha = 0.05
+
+    def counts(p: list[float], size: int) -> dict[str, int]:
+        return dict(Counter(rng.choice(labels, size=size, p=p).tolist()))
+
+    hits = sum(
+        chi_squared_test(counts(base, 250), counts(base, 100), alpha=alpha, seed=i, resamples=199).drifted
+        for i in range(TRIALS)
+    )
+    assert _within_sampling_error(hits, TRIALS, alpha), hits
+    # Errors from 0 % to 10 %: a category absent from the reference, too rare for the asymptotic test.
+    result = chi_squared_test({"none": 250}, {"none": 90, "timeout": 10}, alpha=0.01)
+    assert result.drifted and result.p_value < 0.005
+
+
 def test_chi_squared_edge_cases() -> None:
     assert chi_squared_test({"stop": 50}, {"stop": 10}, alpha=0.05).p_value == 1.0
     # A brand-new category with enough mass is detected.

@@ -22,6 +22,7 @@ over the few spans that have it must be read with that share in mind.
 ``annotate: event`` adds one ``gen_ai.evaluation.result`` event per evaluation to the forwarded span;
 ``annotate: attributes`` sets the ``gen_ai.evaluation.*`` attributes of the lowest-scoring evaluation
 (one set of attributes cannot hold several results; events can). Existing values are never replaced.
+The batch's cached GenAI view is kept (not invalidated), so later processors keep what earlier ones set.
 
 The processor also feeds the ``feedback`` extension's index (when that extension runs) and the
 variant trackers, whose comparisons it exports every ``variant_interval`` as
@@ -185,13 +186,16 @@ class _TraceContext:
             return list(self._docs.get(trace_id, ()))
 
 
-def _set_attribute(span: Span, key: str, value: str | float) -> None:
-    kv = span.attributes.add()
+def _set_attribute(span: GenAISpan, key: str, value: str | float) -> None:
+    kv = span.span.attributes.add()
     kv.key = key
     if isinstance(value, str):
         kv.value.string_value = value
     else:
         kv.value.double_value = value
+    # Keep the batch's cached GenAI view in step rather than invalidating it: an invalidated view
+    # would be rebuilt without what earlier processors decided (cost, duplicate-call flags).
+    span.attributes[key] = kv.value
 
 
 def _annotate_events(span: Span, evaluations: list[Evaluation], response_id: str, time_ns: int) -> None:
@@ -220,11 +224,11 @@ def _annotate_attributes(span: GenAISpan, evaluations: list[Evaluation]) -> None
     if attrs.GEN_AI_EVALUATION_NAME in span.attributes:
         return
     worst = min(evaluations, key=lambda e: e.score)
-    _set_attribute(span.span, attrs.GEN_AI_EVALUATION_NAME, worst.name)
-    _set_attribute(span.span, attrs.GEN_AI_EVALUATION_SCORE_VALUE, worst.score)
-    _set_attribute(span.span, attrs.GEN_AI_EVALUATION_SCORE_LABEL, worst.label)
+    _set_attribute(span, attrs.GEN_AI_EVALUATION_NAME, worst.name)
+    _set_attribute(span, attrs.GEN_AI_EVALUATION_SCORE_VALUE, worst.score)
+    _set_attribute(span, attrs.GEN_AI_EVALUATION_SCORE_LABEL, worst.label)
     if worst.explanation:
-        _set_attribute(span.span, attrs.GEN_AI_EVALUATION_EXPLANATION, worst.explanation)
+        _set_attribute(span, attrs.GEN_AI_EVALUATION_EXPLANATION, worst.explanation)
 
 
 def export_variants(store: MetricStore, trackers: list[VariantTracker], now: float) -> None:
@@ -294,6 +298,7 @@ class QualityProcessor:
         self.index: FeedbackIndex | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shared_trackers: list[VariantTracker] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -308,7 +313,8 @@ class QualityProcessor:
                     found.listeners.append(self._on_feedback)
         if self.trackers:
             shared: list[VariantTracker] = host.get_shared(names.VARIANTS_KEY, list)
-            shared.extend(self.trackers)
+            shared.extend(t for t in self.trackers if t not in shared)
+            self._shared_trackers = shared
             if self._thread is None:
                 self._stop.clear()
                 self._thread = threading.Thread(
@@ -324,6 +330,9 @@ class QualityProcessor:
             thread.join(timeout_s)
         if self.index is not None and self._on_feedback in self.index.listeners:
             self.index.listeners.remove(self._on_feedback)
+        for tracker in self.trackers:
+            if tracker in self._shared_trackers:
+                self._shared_trackers.remove(tracker)
 
     def _export_loop(self) -> None:
         while not self._stop.wait(self.config.variant_interval):
@@ -367,7 +376,6 @@ class QualityProcessor:
         now_ns = time.time_ns()
         scores: list[tuple[tuple[tuple[str, ...], tuple[object, ...]], float]] = []
         without_content: list[tuple[tuple[tuple[str, ...], tuple[object, ...]], float]] = []
-        changed = False
         for span in spans:
             if span.operation not in RESPONSE_OPERATIONS or span.service_name in self._skip_services:
                 continue
@@ -384,8 +392,11 @@ class QualityProcessor:
                     scores.append(((resource, (evaluation.name, evaluation.label, *dims)), evaluation.score))
             else:
                 without_content.append(((resource, ("", dims[1], dims[2])), 1.0))
+            cost = span.cost_usd
+            if cost is None and span.cost_amount is not None and span.cost_currency in ("", "USD"):
+                cost = span.cost_amount  # no cost processor before us: the span's own USD cost
             for tracker, value in variant_values:
-                tracker.observe_span(value, now, span.duration_s, span.cost_usd)
+                tracker.observe_span(value, now, span.duration_s, cost)
                 for evaluation in evaluations:
                     tracker.observe_score(value, evaluation.name, evaluation.score, now)
             if evaluations and self.config.annotate != "none":
@@ -393,7 +404,6 @@ class QualityProcessor:
                     _annotate_events(span.span, evaluations, span.response_id, now_ns)
                 else:
                     _annotate_attributes(span, evaluations)
-                changed = True
             if self.index is not None:
                 self.index.add_span(
                     SpanRecord(
@@ -419,8 +429,6 @@ class QualityProcessor:
                     (attrs.GEN_AI_EVALUATION_NAME, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL),
                     cardinality_limit=self.config.cardinality_limit,
                 ).add_many(without_content, now_ns)
-        if changed:
-            batch.invalidate()
         return batch
 
     def _variant_values(self, span: GenAISpan) -> list[tuple[VariantTracker, str]]:

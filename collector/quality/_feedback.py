@@ -262,16 +262,18 @@ class FeedbackIndex:
     # -- feedback ------------------------------------------------------------------------------------
 
     def _find_locked(self, item: FeedbackRequest) -> SpanRecord | None:
-        span_id = None
-        if item.span_id is not None:
-            span_id = item.span_id
-        elif item.response_id is not None:
-            span_id = self._by_response.get(item.response_id)
-        if span_id is None and item.trace_id is not None:
-            span_id = self._by_trace.get(item.trace_id)
-        if span_id is None and item.response_id is not None and item.trace_id is not None:
-            span_id = self._by_trace.get(item.trace_id)
-        return self._spans.get(span_id) if span_id is not None else None
+        """The span ``item`` is about: by span id, else response id, else the trace's latest response."""
+        candidates = (
+            item.span_id,
+            self._by_response.get(item.response_id) if item.response_id is not None else None,
+            self._by_trace.get(item.trace_id) if item.trace_id is not None else None,
+        )
+        for span_id in candidates:
+            if span_id is not None:
+                record = self._spans.get(span_id)
+                if record is not None:
+                    return record
+        return None
 
     @staticmethod
     def _keys(item: FeedbackRequest) -> list[str]:

@@ -209,7 +209,7 @@ def _new_side(max_samples: int) -> _Side:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class VariantTracker:
     """Recent observations of two values of one dimension; thread-safe, bounded by ``max_samples``.
 

@@ -113,7 +113,10 @@ def _attributes(kvs: Any) -> dict[str, object]:
 
 def test_annotate_events(quality: Callable[..., QualityProcessor]) -> None:
     processor = quality(annotate="event", evaluators=["completeness", "refusal"])
-    out = processor.process(batch(chat_span(1, response_id="chatcmpl-1", answer="I cannot help with that.")))
+    incoming = batch(chat_span(1, response_id="chatcmpl-1", answer="I cannot help with that."))
+    cached = incoming.genai_spans()[0]
+    cached.cost_usd = 0.5  # as the cost processor would have set it
+    out = processor.process(incoming)
     assert out is not None
     span = out.request.resource_spans[0].scope_spans[0].spans[0]
     events = [(_attributes(e.attributes), e.name) for e in span.events]
@@ -122,7 +125,7 @@ def test_annotate_events(quality: Callable[..., QualityProcessor]) -> None:
     assert refusal["gen_ai.evaluation.score.value"] == 0.0
     assert refusal["gen_ai.evaluation.score.label"] == "refusal"
     assert refusal["gen_ai.response.id"] == "chatcmpl-1"
-    assert out.genai_spans()[0].span is span  # the cached view was invalidated and rebuilt
+    assert out.genai_spans()[0] is cached and cached.cost_usd == 0.5  # earlier processors' work is kept
 
 
 def test_annotate_attributes_keeps_the_worst_result_and_never_overwrites(
@@ -137,6 +140,7 @@ def test_annotate_attributes_keeps_the_worst_result_and_never_overwrites(
     )
     assert out is not None
     first, second = (_attributes(s.attributes) for s in out.request.resource_spans[0].scope_spans[0].spans)
+    assert out.genai_spans()[0].attribute("gen_ai.evaluation.name") == "completeness"  # cached view in step
     assert first["gen_ai.evaluation.name"] == "completeness" and first["gen_ai.evaluation.score.value"] == 0.0
     assert second["gen_ai.evaluation.name"] == "app-own"
     assert list(second).count("gen_ai.evaluation.name") == 1

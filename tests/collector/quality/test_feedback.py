@@ -299,3 +299,10 @@ def test_listen_failure_is_a_component_error() -> None:
             second.start(make_host())
     finally:
         first.shutdown(1)
+
+
+def test_an_unknown_span_id_falls_back_to_the_response_id(store: MetricStore) -> None:
+    index = FeedbackIndex(store)
+    index.add_span(record(3))
+    assert index.submit(item(span_id=f"{99:016x}", response_id="chatcmpl-3")).status == "joined"
+    assert index.submit(item(span_id=f"{99:016x}", trace_id=f"{3:032x}")).status == "joined"

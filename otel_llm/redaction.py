@@ -426,8 +426,9 @@ def _api_key_ok(match: re.Match[str], text: str) -> bool:
 
 _JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{8,}(?![\w-])")
 _BEARER = re.compile(r"(?i:\bbearer\s+)(?P<token>[A-Za-z0-9._~+/-]{12,}=*)(?![\w.~+/-])")
+# `(?<!<)`: a hash token of our own (`<API_KEY:5f0c...>`) reads like `api_key: value`.
 _SECRET = re.compile(
-    r"(?i:\b(?:password|passwd|pwd|secret|client_secret|api[_-]?key|access[_-]?token|auth[_-]?token"
+    r"(?i:(?<!<)\b(?:password|passwd|pwd|secret|client_secret|api[_-]?key|access[_-]?token|auth[_-]?token"
     r"|aws_secret_access_key)\b[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;]{6,})"
 )
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_llm.redaction import Kind, Redactor
+from otel_llm.redaction import Kind, Mode, RedactionConfig, Redactor
 
 SAMPLE = Path(__file__).parent / "testdata" / "pii_sample.jsonl"
 
@@ -101,3 +101,13 @@ _hex_ids = st.binary(min_size=8, max_size=32).map(bytes.hex)
 def test_generated_look_alikes_never_match(value: str) -> None:
     text = f"ref {value} done"
     assert Redactor().find(text) == [], text
+
+
+@pytest.mark.parametrize("mode", [Mode.MASK, Mode.HASH])
+def test_redacting_twice_changes_nothing(mode: Mode) -> None:
+    """The judge's redactor runs on content the pii processor already redacted: tokens must not match."""
+    redactor = Redactor(RedactionConfig(mode=mode, hash_key=b"k" * 16 if mode is Mode.HASH else None))
+    for row in _rows():
+        once, _ = redactor.redact_text(row["text"])
+        assert once is not None
+        assert redactor.redact_text(once) == (once, {}), row["text"]

@@ -266,6 +266,8 @@ class DriftMonitor:
             signals=len(self.signals) if config.alpha_scope == "group" else 1,
         )
         self.permutations = config.permutations or self.rule.permutations_for()
+        #: Fewest values a usable reference has: 10 per fold (see AlarmRule.fold).
+        self.min_reference = 10 * self.rule.fold(0)[1]
         self.lock = threading.Lock()
         self.stats = MonitorStats()
         self._groups: OrderedDict[GroupKey, _Group] = OrderedDict()
@@ -401,7 +403,11 @@ class DriftMonitor:
                 for signal, state in group.signals.items():
                     if state.reference is not None:
                         found.append((group.labels, signal, state.reference))
-                    elif include_partial and state.reservoir is not None and state.reservoir.items:
+                    elif (
+                        include_partial
+                        and state.reservoir is not None
+                        and len(state.reservoir.items) >= self.min_reference
+                    ):
                         found.append((group.labels, signal, _freeze(state.kind, state.reservoir.items)))
         return iter(found)
 
@@ -473,7 +479,7 @@ class DriftMonitor:
             )
             if self.store is not None:
                 loaded = self.store.load(labels, signal, self.embedder_identity)
-                if loaded is not None and len(loaded.values) >= 2:
+                if loaded is not None and len(loaded.values) >= self.min_reference:
                     self._set_reference(state, loaded.values)
                     state.saved = True
                     self.stats.references_loaded += 1

@@ -155,7 +155,8 @@ def save_reference(
 
     Uses the processor's own grouping, signals, reservoir size and embedder, so the files match what
     a running ``drift`` processor with ``config`` expects. ``directory`` defaults to
-    ``config.reference.directory``. Raises ``ValueError`` (bad input or no directory) or ``OSError``.
+    ``config.reference.directory``. Groups and signals with fewer than 10 values per reference fold
+    are left out. Raises ``ValueError`` (bad input or no directory) or ``OSError``.
     """
     from collector.drift.embedders import build_embedder
     from collector.drift.monitor import DriftMonitor

@@ -74,9 +74,11 @@ class CanaryExtension:
         except ImportError:  # the derived-metric store is optional; reports are still logged
             return
         store = shared_store(host)
+        # The drift processor shares these instruments (same labels with its default group_by); the first
+        # to create one sets its limit and expiry, so both ask for values that suit both.
         for name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_STATE):
             gauge = store.gauge(
-                name, _LABELS, cardinality_limit=max(1, len(self.config.endpoints)), expiry_s=0.0
+                name, _LABELS, cardinality_limit=2000, expiry_s=max(3600.0, 3 * self.config.interval)
             )
             if tuple(gauge.label_names) != _LABELS:
                 # A drift processor grouped by other attributes created the instrument first.

@@ -442,7 +442,8 @@ class DriftProcessor:
         # A series is refreshed at every decision, at least once per max_age; idle ones (evicted groups)
         # go after three of those, or an hour.
         expiry_s = max(3600.0, 3.0 * max_age)
-        limit = self.config.max_groups * len(self.config.signals)
+        # The canary extension shares these instruments; see the same note there.
+        limit = max(2000, self.config.max_groups * len(self.config.signals))
         for name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE):
             gauge = self._store.gauge(name, self._label_names, cardinality_limit=limit, expiry_s=expiry_s)
             if tuple(gauge.label_names) != tuple(self._label_names):

@@ -19,6 +19,10 @@ resource keys are the series' resource). Spans that carry no content are counted
 ``otel_llm.evaluation.spans_without_content``, because content capture is opt-in and a score computed
 over the few spans that have it must be read with that share in mind.
 
+Scores of ``gen_ai.evaluation.result`` events the application already put on its spans are recorded
+too (``record_evaluation_events``; turn it off behind another collector that annotates with events,
+or they count twice).
+
 ``annotate: event`` adds one ``gen_ai.evaluation.result`` event per evaluation to the forwarded span;
 ``annotate: attributes`` sets the ``gen_ai.evaluation.*`` attributes of the lowest-scoring evaluation
 (one set of attributes cannot hold several results; events can). Existing values are never replaced.
@@ -120,6 +124,10 @@ class QualityProcessorConfig(ComponentConfig):
     context_traces: int = Field(
         10_000, ge=0, description="Traces whose retrieved documents are remembered for later spans."
     )
+    record_evaluation_events: bool = Field(
+        True,
+        description="Also record scores of `gen_ai.evaluation.result` events the application put on its spans.",
+    )
     skip_services: list[str] = Field(
         default_factory=lambda: ["otel-llm-judge"],
         description="`service.name`s whose spans are not evaluated (the judge's own calls, when traced).",
@@ -218,6 +226,30 @@ def _annotate_events(span: Span, evaluations: list[Evaluation], response_id: str
                 kv.value.string_value = value
             else:
                 kv.value.double_value = value
+
+
+def _evaluation_events(span: Span) -> list[Evaluation]:
+    """Scored ``gen_ai.evaluation.result`` events already on the span (name and a 0..1 score required)."""
+    out: list[Evaluation] = []
+    for event in span.events:
+        if event.name != ev.GEN_AI_EVALUATION_RESULT:
+            continue
+        name = label = ""
+        score: float | None = None
+        for kv in event.attributes:
+            if kv.key == attrs.GEN_AI_EVALUATION_NAME:
+                name = kv.value.string_value
+            elif kv.key == attrs.GEN_AI_EVALUATION_SCORE_LABEL:
+                label = kv.value.string_value
+            elif kv.key == attrs.GEN_AI_EVALUATION_SCORE_VALUE:
+                kind = kv.value.WhichOneof("value")
+                if kind == "double_value":
+                    score = kv.value.double_value
+                elif kind == "int_value":
+                    score = float(kv.value.int_value)
+        if name and score is not None and 0.0 <= score <= 1.0:
+            out.append(Evaluation(name, score, label))
+    return out
 
 
 def _annotate_attributes(span: GenAISpan, evaluations: list[Evaluation]) -> None:
@@ -386,6 +418,9 @@ class QualityProcessor:
             content = read_content(span, self._context.get(span.span.trace_id))
             variant_values = self._variant_values(span)
             evaluations: list[Evaluation] = []
+            if self.config.record_evaluation_events and span.span.events:
+                for evaluation in _evaluation_events(span.span):
+                    scores.append(((resource, (evaluation.name, evaluation.label, *dims)), evaluation.score))
             if content.has_content:
                 evaluations = evaluate(content, self.settings, self.evaluators)
                 for evaluation in evaluations:

@@ -5,6 +5,12 @@ Content capture is opt-in (``gen_ai.input.messages``, ``gen_ai.output.messages``
 by languages without structured span attributes, as JSON strings. Both forms are accepted; a value
 that does not parse is treated as absent, never raised.
 
+Older senders are read too when the current attributes are absent: OpenInference's flattened
+``llm.input_messages.<i>.message.role/content`` and ``llm.output_messages.<i>...``, OpenLLMetry's
+flattened ``gen_ai.prompt.<i>.role/content`` and ``gen_ai.completion.<i>.content/finish_reason``, and
+the pre-1.28 span events ``gen_ai.content.prompt`` / ``gen_ai.content.completion`` (JSON lists of
+``{role, content}``).
+
 Retrieved context comes from three places: tool responses and ``tool`` messages in the input (the
 usual RAG loop), documents of retrieval spans of the same trace (collected by the caller and passed
 in), and documents that carry their text on the span itself (``content``/``text`` keys, or
@@ -25,6 +31,13 @@ __all__ = ["RESPONSE_OPERATIONS", "SpanContent", "document_texts", "read_content
 RESPONSE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "invoke_agent", ""})
 
 _OI_RETRIEVAL_PREFIX = "retrieval.documents."
+_OI_INPUT_PREFIX = "llm.input_messages."
+_OI_OUTPUT_PREFIX = "llm.output_messages."
+# OpenLLMetry (Traceloop) flattened content; the attribute names are the removed gen_ai.prompt/.completion.
+_LEGACY_PROMPT_PREFIX = attrs.GEN_AI_PROMPT + "."
+_LEGACY_COMPLETION_PREFIX = attrs.GEN_AI_COMPLETION + "."
+_LEGACY_PROMPT_EVENT = "gen_ai.content.prompt"
+_LEGACY_COMPLETION_EVENT = "gen_ai.content.completion"
 _OI_DOCUMENT_CONTENT = "document.content"
 # Keys under which retrieval documents and memory records carry their text in the field.
 _DOC_TEXT_KEYS = ("content", "text", "page_content", "document")
@@ -141,11 +154,59 @@ def document_texts(span: GenAISpan) -> list[str]:
     return texts
 
 
+def _flattened(span: GenAISpan, prefix: str, role_key: str, content_key: str) -> list[dict[str, object]]:
+    """Messages from ``<prefix><i>.<key>`` attributes, in index order; other keys under the prefix ignored."""
+    found: dict[int, dict[str, object]] = {}
+    for key, value in span.attributes.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, rest = key[len(prefix) :].partition(".")
+        if not index.isdigit():
+            continue  # gen_ai.prompt.name / gen_ai.prompt.version share the prefix
+        text = value.string_value
+        if rest == role_key:
+            found.setdefault(int(index), {})["role"] = text
+        elif rest == content_key:
+            found.setdefault(int(index), {})["content"] = text
+        elif rest == "finish_reason":
+            found.setdefault(int(index), {})["finish_reason"] = text
+    return [found[i] for i in sorted(found)]
+
+
+def _event_messages(span: GenAISpan, event_name: str, key: str) -> list[dict[str, object]]:
+    for event in span.span.events:
+        if event.name == event_name:
+            for kv in event.attributes:
+                if kv.key == key:
+                    return _messages(kv.value.string_value)
+    return []
+
+
+def _legacy_inputs(span: GenAISpan) -> list[dict[str, object]]:
+    return (
+        _flattened(span, _OI_INPUT_PREFIX, "message.role", "message.content")
+        or _flattened(span, _LEGACY_PROMPT_PREFIX, "role", "content")
+        or _event_messages(span, _LEGACY_PROMPT_EVENT, attrs.GEN_AI_PROMPT)
+    )
+
+
+def _legacy_outputs(span: GenAISpan) -> list[dict[str, object]]:
+    return (
+        _flattened(span, _OI_OUTPUT_PREFIX, "message.role", "message.content")
+        or _flattened(span, _LEGACY_COMPLETION_PREFIX, "role", "content")
+        or _event_messages(span, _LEGACY_COMPLETION_EVENT, attrs.GEN_AI_COMPLETION)
+    )
+
+
 def read_content(span: GenAISpan, trace_context: list[str] | None = None) -> SpanContent:
     """The span's content as text; ``trace_context`` adds documents from other spans of its trace."""
     content = SpanContent()
     inputs = _messages(span.attribute(attrs.GEN_AI_INPUT_MESSAGES))
     outputs = _messages(span.attribute(attrs.GEN_AI_OUTPUT_MESSAGES))
+    if not inputs:
+        inputs = _legacy_inputs(span)
+    if not outputs:
+        outputs = _legacy_outputs(span)
     content.has_input = bool(inputs)
     content.has_output = bool(outputs)
     system = _messages(span.attribute(attrs.GEN_AI_SYSTEM_INSTRUCTIONS))

@@ -219,3 +219,17 @@ def test_process_is_fast_enough_for_every_span(quality: Callable[..., QualityPro
         processor.process(batch(*spans))
     per_span_us = (time.perf_counter() - started) / (5 * 512) * 1e6
     assert per_span_us < 2000  # generous bound for a shared 2-core machine; typically ~100 µs
+
+
+def test_application_evaluation_events_are_recorded(
+    host: Host, quality: Callable[..., QualityProcessor]
+) -> None:
+    span = chat_span(1, prompt_version="v1")
+    for name, score in (("helpfulness", 0.8), ("out_of_range", 7.0)):
+        event = span.events.add(name="gen_ai.evaluation.result")
+        event.attributes.add(key="gen_ai.evaluation.name").value.string_value = name
+        event.attributes.add(key="gen_ai.evaluation.score.value").value.double_value = score
+    quality(evaluators=[]).process(batch(span))
+    store = shared_store(host)
+    assert value(store, "otel_llm.evaluation.score", **{"gen_ai.evaluation.name": "helpfulness"}) == 1
+    assert value(store, "otel_llm.evaluation.score", **{"gen_ai.evaluation.name": "out_of_range"}) == 0

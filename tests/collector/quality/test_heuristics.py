@@ -132,3 +132,52 @@ def test_token_overlap_and_json_parsing_helpers() -> None:
     assert parse_json_answer("```\n[1, 2]\n```") == [1, 2]
     with pytest.raises(json.JSONDecodeError):
         parse_json_answer("nope")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(
+            {
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": "Capital of France?",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "Paris.",
+            },
+            id="openinference",
+        ),
+        pytest.param(
+            {
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "Capital of France?",
+                "gen_ai.prompt.version": "v3",  # shares the prefix, not a message
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "Paris.",
+            },
+            id="openllmetry",
+        ),
+    ],
+)
+def test_legacy_flattened_content(extra: dict[str, object]) -> None:
+    content = _content(question=None, answer=None, extra=extra)
+    assert (content.question, content.answer) == ("Capital of France?", "Paris.")
+
+
+def test_legacy_content_span_events() -> None:
+    span = chat_span(1, question=None, answer=None)
+    for name, key, text in (
+        (
+            "gen_ai.content.prompt",
+            "gen_ai.prompt",
+            json.dumps([{"role": "user", "content": "Capital of France?"}]),
+        ),
+        (
+            "gen_ai.content.completion",
+            "gen_ai.completion",
+            json.dumps([{"role": "assistant", "content": "Paris."}]),
+        ),
+    ):
+        event = span.events.add(name=name)
+        event.attributes.add(key=key).value.string_value = text
+    content = read_content(extract_genai_spans(batch(span).request)[0])
+    assert (content.question, content.answer) == ("Capital of France?", "Paris.")

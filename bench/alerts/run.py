@@ -60,6 +60,8 @@ STATIC = {
     "tokens_per_request": 1000.0,  # mean 900
 }
 DOWN = {"quality_score"}
+# As in the shipped rules (config/alerts/latency.yaml).
+OVERRIDES = {("latency_p95_s", "ewma"): {"clip_k": 2}}
 MIN_SAMPLES = {"quality_score": 8}
 
 
@@ -70,6 +72,7 @@ def rule_for(signal: str, detector: str) -> RuleConfig:
         config = {"type": "threshold", ("below" if signal in DOWN else "above"): bound}
     elif signal in DOWN and "direction" not in config and detector in ("ewma", "zscore", "cusum"):
         config["direction"] = "down"
+    config.update(OVERRIDES.get((signal, detector), {}))
     if signal in ("error_rate", "quality_score") and "log" in config:
         config["log"] = False  # rates and scores near 0 or 1 are not multiplicative
     return RuleConfig.model_validate(

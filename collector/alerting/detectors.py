@@ -137,6 +137,10 @@ class EwmaConfig(_Config):
         False, description="Judge log(value): for multiplicative noise such as latency quantiles and cost."
     )
 
+    clip_k: float = Field(
+        3.0, gt=0, description="Learned samples are winsorised to this many sigma (robust baseline)."
+    )
+
     def problems(self) -> list[tuple[str, str]]:
         return _k_problems(self.k, self.resolve_k, self.critical_k)
 
@@ -159,6 +163,10 @@ class ZScoreConfig(_Config):
 
     log: bool = Field(
         False, description="Judge log(value): for multiplicative noise such as latency quantiles and cost."
+    )
+
+    clip_k: float = Field(
+        3.0, gt=0, description="Learned samples are winsorised to this many sigma (robust baseline)."
     )
 
     def problems(self) -> list[tuple[str, str]]:
@@ -313,11 +321,9 @@ class EwmaDetector:
         baseline = math.exp(state.mean) if c.log else state.mean
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            # Learn winsorised samples (clipped to the resolve band): outliers the direction ignores
-            # and the first samples of a ramp then barely move the mean or inflate the variance.
-            clipped = min(
-                max(value, state.mean - self._resolve_k * sigma), state.mean + self._resolve_k * sigma
-            )
+            # Learn winsorised samples: outliers the direction ignores and the first samples of a
+            # step then barely move the mean or inflate the variance.
+            clipped = min(max(value, state.mean - c.clip_k * sigma), state.mean + c.clip_k * sigma)
             _ewma_learn(state, clipped, c.alpha, warm=False)
         return Assessment(True, breach, clear, critical, score, baseline)
 
@@ -416,7 +422,7 @@ class ZScoreDetector:
         critical = c.critical_k is not None and score > c.critical_k
         state.alarm = breach or (state.alarm and not clear)
         if not state.alarm:
-            window.add(t, min(max(value, mean - self._resolve_k * sigma), mean + self._resolve_k * sigma))
+            window.add(t, min(max(value, mean - c.clip_k * sigma), mean + c.clip_k * sigma))
         return Assessment(True, breach, clear, critical, score, math.exp(mean) if c.log else mean)
 
 

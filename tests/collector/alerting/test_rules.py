@@ -42,7 +42,7 @@ CASES = {
     ),
     "detector-unknown-key": (
         "- {name: A, signal: error_rate, detector: {type: ewma, sigma: 3}}",
-        "rules::0::detector::sigma: unknown key (expected one of: alpha, critical_k, "
+        "rules::0::detector::sigma: unknown key (expected one of: alpha, clip_k, critical_k, "
         "direction, k, log, min_sigma_ratio, resolve_k, type, warmup)",
     ),
     "rule-unknown-key": (

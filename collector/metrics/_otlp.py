@@ -82,8 +82,12 @@ class DeltaTracker:
                     seen.add(sid)
                     previous = self._last.get(sid)
                     now = snap.time_ns
+                    # An unchanged series sends nothing and keeps its previous end time, so the next
+                    # point starts where the last one sent ended: reported intervals stay contiguous.
+                    changed = previous is None or previous[0] < point.start_ns
                     if snap.kind == "counter":
-                        self._last[sid] = (now, point.value, 0.0, ())
+                        if changed or point.value != previous[1]:  # type: ignore[index]
+                            self._last[sid] = (now, point.value, 0.0, ())
                         if previous is None or previous[0] < point.start_ns:
                             points.append(point)  # new or restarted series: all of it is new
                         elif point.value != previous[1]:
@@ -91,7 +95,8 @@ class DeltaTracker:
                                 _replace(point, start_ns=previous[0], value=point.value - previous[1])
                             )
                     else:
-                        self._last[sid] = (now, float(point.count), point.total, point.bucket_counts)
+                        if changed or point.count != previous[1]:  # type: ignore[index]
+                            self._last[sid] = (now, float(point.count), point.total, point.bucket_counts)
                         if previous is None or previous[0] < point.start_ns:
                             points.append(point)
                         elif point.count != previous[1]:

@@ -402,8 +402,11 @@ class Intake:
             return Outcome(OutcomeKind.INVALID, str(exc))
         response = _RESPONSE_TYPES[signal]()
         batch: Batch = _BATCH_TYPES[signal](request)
+        # Span wrappers made by the attribute check; held until the pipeline is done because upb reuses a
+        # live wrapper, so the processors' walk does not build each span's wrapper a second time.
+        seen: list[Any] = []
         if signal is Signal.TRACES and self._max_attributes:
-            rejected = self._drop_oversized_spans(request)
+            rejected = self._drop_oversized_spans(request, seen)
             if rejected:
                 counters.failed[signal].inc(rejected)
                 self._summary.add("rejected", signal, "too many attributes", rejected)
@@ -430,6 +433,7 @@ class Intake:
             return Outcome(OutcomeKind.INTERNAL, f"the pipeline failed: {type(exc).__name__}")
         counters.accepted[signal].inc(items)
         self.count_request(transport, "success")
+        del seen
         return Outcome(OutcomeKind.OK, response=response)
 
     def _decode(self, signal: Signal, payload: bytes, json_body: bool) -> Any:
@@ -452,16 +456,19 @@ class Intake:
             raise ValueError(f"invalid OTLP/JSON {request_type.__name__}: {exc}") from None
         return request
 
-    def _drop_oversized_spans(self, request: ExportTraceServiceRequest) -> int:
+    def _drop_oversized_spans(self, request: ExportTraceServiceRequest, seen: list[Any]) -> int:
         limit = self._max_attributes
         rejected = 0
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
-                spans = ss.spans
+                spans = list(ss.spans)
+                seen.append(spans)
                 bad = [i for i, span in enumerate(spans) if len(span.attributes) > limit]
-                for index in reversed(bad):
-                    del spans[index]
-                rejected += len(bad)
+                if bad:
+                    container = ss.spans
+                    for index in reversed(bad):
+                        del container[index]
+                    rejected += len(bad)
         return rejected
 
 

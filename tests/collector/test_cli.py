@@ -57,8 +57,14 @@ def test_validate_config_lists_every_problem(capsys: pytest.CaptureFixture[str],
     )
     assert main(["validate-config", str(bad)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert f"{bad}: bogus: unknown key (expected one of: receivers, processors, exporters, extensions, service)" in lines
-    assert f"{bad}: service::pipelines::traces::processors::0: 'batch' is not defined under `processors`" in lines
+    assert (
+        f"{bad}: bogus: unknown key (expected one of: receivers, processors, exporters, extensions, service)"
+        in lines
+    )
+    assert (
+        f"{bad}: service::pipelines::traces::processors::0: 'batch' is not defined under `processors`"
+        in lines
+    )
     assert any(line.startswith(f"{bad}: exporters::debug::verbosity: expected one of") for line in lines)
     assert all(line.startswith(f"{bad}: ") for line in lines)
 

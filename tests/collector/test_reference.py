@@ -6,7 +6,9 @@ from collector.reference import OUTPUT, render_reference
 
 
 def test_configuration_reference_is_current() -> None:
-    assert OUTPUT.read_text() == render_reference(), "docs/configuration.md is stale: run python -m collector.reference"
+    assert OUTPUT.read_text() == render_reference(), (
+        "docs/configuration.md is stale: run python -m collector.reference"
+    )
 
 
 def test_every_component_key_has_a_description() -> None:

@@ -222,28 +222,38 @@ class _Budget:
 
 
 class _Summary:
-    """Aggregates refusals and failures and logs them at most once per interval, with counts."""
+    """Logs refusals and failures: the first at once, later ones summed per interval (counts, not lines)."""
 
     def __init__(self, logger: logging.Logger, receiver: str) -> None:
         self._logger = logger
         self._receiver = receiver
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], list[int]] = {}
-        self._last = time.monotonic()
+        self._last = -_LOG_EVERY_S
+        self._timer: threading.Timer | None = None
 
     def add(self, what: str, signal: Signal, reason: str, items: int) -> None:
         with self._lock:
             entry = self._counts.setdefault((what, signal.value, reason), [0, 0])
             entry[0] += 1
             entry[1] += items
-            due = time.monotonic() - self._last >= _LOG_EVERY_S
-        if due:
-            self.flush()
+            wait = self._last + _LOG_EVERY_S - time.monotonic()
+            if wait > 0:
+                if self._timer is None:  # make sure a burst that stops is still reported
+                    self._timer = threading.Timer(wait, self.flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self.flush()
 
     def flush(self) -> None:
+        """Log what was counted since the last line (also called at shutdown)."""
         with self._lock:
             counts, self._counts = self._counts, {}
             self._last = time.monotonic()
+            timer, self._timer = self._timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
         for (what, signal, reason), (requests, items) in counts.items():
             event(
                 self._logger,

@@ -540,3 +540,21 @@ def _posts_ok(port: int, payload: bytes) -> bool:
         return post(port, "/v1/traces", payload, PROTO)[0] == 200
     except (ConnectionError, http.client.HTTPException, OSError):
         return False
+
+
+def test_refusals_are_logged_once_then_summed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from collector.receivers import _intake
+
+    monkeypatch.setattr(_intake, "_LOG_EVERY_S", 0.2)
+    summary = _intake._Summary(logging.getLogger("test.summary"), "otlp")
+    with caplog.at_level(logging.WARNING, logger="test.summary"):
+        for _ in range(3):
+            summary.add("refused", Signal.TRACES, "queue is full", 10)
+        assert wait_for(lambda: len(caplog.records) == 2, timeout_s=5)
+    first, later = (record.fields for record in caplog.records)  # type: ignore[attr-defined]
+    assert (first["requests"], first["items"]) == (1, 10)
+    assert (later["requests"], later["items"], later["reason"]) == (2, 20, "queue is full")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from google.protobuf import json_format
+from scipy import stats
 
 from collector.component import ComponentId, CreateSettings, Host, Kind
 from collector.drift.features import Signal
@@ -362,3 +363,34 @@ service:
         save_reference_from_config(config, [traces])
     with pytest.raises(ValueError, match="is a cost processor, expected drift"):
         save_reference_from_config(config, [traces], processor="cost")
+
+
+def test_processor_false_alarms_per_window_and_events_per_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring of the rule: levels, folds and k, over 10 groups × 30 no-drift windows."""
+    config = _config(
+        signals=["latency"],
+        alpha=0.2,
+        alpha_scope="signal",
+        reference={"size": 100, "min_size": 20},
+        window={"size": 30, "min_size": 10},
+    )
+    processor = _processor(config)
+    outcomes: list[Any] = []
+    publish = processor._publish
+    monkeypatch.setattr(processor, "_publish", lambda outcome: (outcomes.append(outcome), publish(outcome)))
+    rng = np.random.default_rng(8)
+    for _ in range(100 + 30 * 30):
+        specs = [
+            SpanSpec(prompt=None, model=f"m{g}", duration_s=float(rng.lognormal(0, 0.5))) for g in range(10)
+        ]
+        processor.process(batch(specs))
+        processor.run_pending()
+    level = processor.monitor.rule.test_alpha
+    assert level == pytest.approx(0.2**0.5)
+    assert len(outcomes) == 300
+    assert {o.reference_size for o in outcomes} == {50}  # two folds of the 100-value reference
+    alarms = sum(o.result.drifted for o in outcomes)
+    events = sum(o.transition.value == "started" for o in outcomes)
+    # Alarms per window at the level (two-sided 0.001 band), events per decision at most alpha.
+    assert stats.binom.ppf(0.0005, 300, level) <= alarms <= stats.binom.ppf(0.9995, 300, level)
+    assert float(stats.binomtest(events, 300, 0.2, alternative="greater").pvalue) > 0.001

@@ -354,6 +354,15 @@ class QueuedExporter:
                         items=entry.items,
                     )
 
+    def _send(self, entry: Entry) -> int:
+        try:
+            return self._sender.send(entry.signal, entry.payload, self.config.timeout)
+        except (RetryableExportError, PermanentExportError):
+            raise
+        except Exception as exc:  # a sender bug or a channel closed under us: retry, never kill the thread
+            self._logger.debug("unexpected send failure", exc_info=True)
+            raise _unexpected(exc) from exc
+
     def _deliver(self, entry: Entry, synchronous: bool) -> bool:
         """Send with retries. True when finished (sent, or dropped and counted); False when aborted
         (or, synchronous, when retries ran out: the caller refuses so the client keeps the data)."""
@@ -365,7 +374,7 @@ class QueuedExporter:
         while True:
             attempts += 1
             try:
-                rejected = self._sender.send(entry.signal, entry.payload, self.config.timeout)
+                rejected = self._send(entry)
             except PermanentExportError as exc:
                 telemetry.send_failed.inc(entry.items)
                 event(
@@ -407,6 +416,10 @@ class QueuedExporter:
             if rejected:
                 telemetry.send_failed.inc(rejected)
             return True
+
+
+def _unexpected(exc: Exception) -> RetryableExportError:
+    return RetryableExportError(f"{type(exc).__name__}: {exc}")
 
 
 def _storage_file(storage: str, exporter_id: str) -> Path:

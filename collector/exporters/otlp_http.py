@@ -142,16 +142,23 @@ class HttpSender:
         path = target.path or "/"
         if target.query:
             path += "?" + target.query
-        conn = self._connection(signal, timeout_s)
-        try:
-            conn.request("POST", path, body=body, headers=self._headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(signal)
-            raise RetryableExportError(
-                f"cannot reach {target.geturl()}: {type(exc).__name__}: {exc}"
-            ) from None
+        for attempt in (1, 2):
+            conn = self._connection(signal, timeout_s)
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", path, body=body, headers=self._headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(signal)
+                # A kept-alive connection the server closed while idle: try once more on a new one
+                # rather than waiting a whole retry interval.
+                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
+                    continue
+                raise RetryableExportError(
+                    f"cannot reach {target.geturl()}: {type(exc).__name__}: {exc}"
+                ) from None
         if response.getheader("Connection", "").lower() == "close":
             self._drop(signal)
         status = response.status

@@ -7,6 +7,7 @@ drives it with raw gRPC; both exporters run every case (parametrised by transpor
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -233,3 +234,43 @@ def test_exporter_lifecycle_is_idempotent(backend_factory: Callable[..., FakeBac
     service.start()
     service.shutdown(1.0)
     exporter.shutdown(0.1)  # twice
+
+
+def test_http_exporter_reconnects_at_once_after_the_server_closed_an_idle_connection(
+    run_service: Callable[[str], Service],
+) -> None:
+    back = run_service(
+        """
+receivers:
+  otlp:
+    protocols: {http: {endpoint: "127.0.0.1:0", idle_timeout: 200ms}}
+exporters:
+  debug: {}
+service:
+  telemetry: {metrics: {enabled: false}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug]}
+"""
+    )
+    _, http_port = receiver_ports(back)
+    front = run_service(
+        f"""
+receivers:
+  otlp:
+    protocols: {{grpc: {{endpoint: "127.0.0.1:0"}}}}
+exporters:
+  otlp_http:
+    endpoint: "http://127.0.0.1:{http_port}"
+    retry_on_failure: {{initial_interval: 30s}}
+service:
+  telemetry: {{metrics: {{enabled: false}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp_http]}}
+"""
+    )
+    debug = back.component(Kind.EXPORTER, "debug")
+    send(front, 1)
+    assert wait_for(lambda: debug.items["traces"] == 4, timeout_s=5)
+    time.sleep(0.5)  # the backend closes the kept-alive connection
+    send(front, 1)
+    assert wait_for(lambda: debug.items["traces"] == 8, timeout_s=5)  # not after a 30 s retry

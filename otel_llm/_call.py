@@ -164,22 +164,21 @@ class LLMCall:
             if settings.native_spans is not NativeSpans.DUPLICATE:
                 return
         name = f"{endpoint.operation} {model}" if isinstance(model, str) else endpoint.operation
-        span = rt.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        # All request attributes at start (one attribute-set build in the SDK instead of two); they
+        # are a few dict lookups, cheaper than asking the sampler first.
+        start = dict(attrs)
+        if self.api == ANTHROPIC_MESSAGES:
+            anth.request_attributes(body, start)
+        else:
+            oai.request_attributes(self.api, body, start)
+            if endpoint.provider in ("openai", "azure.ai.openai") and self.api in (oai.CHAT, oai.RESPONSES):
+                start[names.OPENAI_API_TYPE] = self.api
+        if self.streaming:
+            start[names.GEN_AI_REQUEST_STREAM] = True
+        span = rt.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=start)
         self.span = span
         self.context = trace.set_span_in_context(span)
-        if not span.is_recording():
-            return
-        extra: dict[str, Any] = {}
-        if self.api == ANTHROPIC_MESSAGES:
-            anth.request_attributes(body, extra)
-        else:
-            oai.request_attributes(self.api, body, extra)
-            if endpoint.provider in ("openai", "azure.ai.openai") and self.api in (oai.CHAT, oai.RESPONSES):
-                extra[names.OPENAI_API_TYPE] = self.api
-        if self.streaming:
-            extra[names.GEN_AI_REQUEST_STREAM] = True
-        span.set_attributes(extra)
-        if settings.capture_content:
+        if span.is_recording() and settings.capture_content:
             if self.api == ANTHROPIC_MESSAGES:
                 self.input_content = anth.input_content(body)
             else:

@@ -60,14 +60,19 @@ class SyncTee(_TeeBase):
         try:
             for data in self._inner:
                 if data:
-                    now = perf_counter()
-                    if feed is not None:
-                        if not call.first_chunk:
-                            call.first_chunk = now
-                        call.last_chunk = now
-                        feed(data)
-                    elif keep is not None:
-                        keep(data)
+                    try:
+                        now = perf_counter()
+                        if feed is not None:
+                            if not call.first_chunk:
+                                call.first_chunk = now
+                            call.last_chunk = now
+                            feed(data)
+                        elif keep is not None:
+                            keep(data)
+                    except Exception:
+                        # Our fault, not the application's: stop reading this body, let the bytes through.
+                        feed = keep = None
+                        call.rt.count_error("stream", call.endpoint.provider)
                 yield data
         except GeneratorExit:
             # Closed without close() on the response: the stream was dropped and collected.
@@ -96,14 +101,19 @@ class AsyncTee(_TeeBase):
         try:
             async for data in self._inner:
                 if data:
-                    now = perf_counter()
-                    if feed is not None:
-                        if not call.first_chunk:
-                            call.first_chunk = now
-                        call.last_chunk = now
-                        feed(data)
-                    elif keep is not None:
-                        keep(data)
+                    try:
+                        now = perf_counter()
+                        if feed is not None:
+                            if not call.first_chunk:
+                                call.first_chunk = now
+                            call.last_chunk = now
+                            feed(data)
+                        elif keep is not None:
+                            keep(data)
+                    except Exception:
+                        # Our fault, not the application's: stop reading this body, let the bytes through.
+                        feed = keep = None
+                        call.rt.count_error("stream", call.endpoint.provider)
                 yield data
         except GeneratorExit:
             self._done(abandoned=not call.ended)

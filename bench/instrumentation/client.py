@@ -12,7 +12,7 @@ from typing import Any
 from _paths import HARNESS
 
 sys.path.insert(0, str(HARNESS))
-import bench_client as shared  # noqa: E402
+import bench_client as shared
 
 CONFIGS = ("none", "otel-llm", "genai-openai", "traceloop", "openai-v2", "openai-v2-latest", "openlit")
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from _paths import HARNESS
 
 sys.path.insert(0, str(HARNESS))
-import bench_client as shared  # noqa: E402
-import fake_openai_server as fake  # noqa: E402
+import bench_client as shared
+import fake_openai_server as fake
 
 
 class Inner:

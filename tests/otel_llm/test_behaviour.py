@@ -523,3 +523,23 @@ def test_captured_content_goes_through_redaction(
     assert "<EMAIL>" in json.loads(attrs[a.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"]
     (log,) = t.logs()
     assert "bob@example.org" not in (log.log_record.attributes or {})[a.GEN_AI_INPUT_MESSAGES]
+
+
+def test_own_fault_mid_stream_is_counted_not_raised(
+    server: CassetteServer, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_llm._providers import _common
+
+    def broken(self: Any, data: bytes) -> None:
+        raise ZeroDivisionError("bug in otel-llm")
+
+    monkeypatch.setattr(_common.SseScanner, "feed", broken)
+    with _sdk.openai_client(server, CHAT_STREAM) as client:
+        stream = client.chat.completions.create(
+            model="gpt-4", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == '"This is a test."'
+    (span,) = telemetry.genai_spans()
+    assert span.status.status_code.name == "UNSET"
+    assert telemetry.metrics()[m.OTEL_LLM_INSTRUMENTATION_ERRORS][0][1].value == 1

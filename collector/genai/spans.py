@@ -234,6 +234,7 @@ class GenAISpan:
     dimension_cache: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     _all_attributes: dict[str, AnyValue] | None = None
     _service_name: str | None = None
+    _is_error: bool | None = None
 
     @property
     def attributes(self) -> dict[str, AnyValue]:
@@ -269,7 +270,12 @@ class GenAISpan:
     @property
     def is_error(self) -> bool:
         """True when ``error.type`` is set or the span status is ERROR."""
-        return bool(self.error_type) or self.span.status.code == Status.STATUS_CODE_ERROR
+        found = self._is_error
+        if found is None:
+            found = self._is_error = (
+                bool(self.error_type) or self.span.status.code == Status.STATUS_CODE_ERROR
+            )
+        return found
 
     def attribute(self, key: str) -> object:
         """A span attribute, else a resource attribute, decoded; ``None`` when absent."""

@@ -267,6 +267,8 @@ class GenAIMetricsProcessor:
         scores: list[tuple[SeriesKey, float]] = []
         resources: dict[int, tuple[str, ...]] = {}
         skip_client: dict[str, bool] = {}
+        # Spans of one batch share few series; their token keys are built once per series.
+        token_key_cache: dict[SeriesKey, tuple[SeriesKey, SeriesKey]] = {}
 
         for span in spans:
             operation = span.operation
@@ -320,10 +322,13 @@ class GenAIMetricsProcessor:
                             documents.append((key, float(count)))
                             scores.extend((key, score) for score in found)
             if span.count_usage and client and operation not in _NO_TOKENS:
+                token_keys = token_key_cache.get(key)
+                if token_keys is None:
+                    token_keys = token_key_cache[key] = ((rkey, (*dims, "input")), (rkey, (*dims, "output")))
                 if span.input_tokens is not None:
-                    tokens.append(((rkey, (*dims, "input")), float(span.input_tokens)))
+                    tokens.append((token_keys[0], float(span.input_tokens)))
                 if span.output_tokens is not None:
-                    tokens.append(((rkey, (*dims, "output")), float(span.output_tokens)))
+                    tokens.append((token_keys[1], float(span.output_tokens)))
 
         if self.config.agent_metrics and (for_agents or agents):
             if for_agents:

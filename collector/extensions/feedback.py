@@ -31,6 +31,7 @@ positive-rate gauges every ``refresh_interval``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,7 +141,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, {"error": f"body larger than {extension.config.max_body_kib} KiB"})
             return
         body = self.rfile.read(length)
-        status, reply = extension.handle(body)
+        try:
+            status, reply = extension.handle(body)
+        except (
+            Exception
+        ):  # a bug of ours: answer 500 rather than drop the connection; logged once per request
+            extension.logger.log(logging.WARNING, "feedback request failed", exc_info=True)
+            status, reply = 500, {"error": "internal error"}
+            self.close_connection = True
         self._reply(status, reply)
 
     def _drain(self) -> None:
@@ -247,6 +255,10 @@ class FeedbackExtension:
         except ValueError as exc:
             self.count_rejected("invalid")
             return 400, {"error": f"body is not JSON: {exc}"}
+        except RecursionError:
+            # Deeply nested arrays or objects (a 64 KiB body of "[") exhaust the parser's recursion limit.
+            self.count_rejected("invalid")
+            return 400, {"error": "body is not JSON: nested too deeply"}
         raw_items = payload if isinstance(payload, list) else [payload]
         if not raw_items:
             self.count_rejected("invalid")

@@ -247,6 +247,7 @@ def test_endpoint_joins_feedback_to_span_dimensions(
         pytest.param({"trace_id": TRACE, "kind": "copy"}, None, 401, "bearer token", id="no-token"),
         pytest.param({"trace_id": TRACE, "kind": "copy"}, "wrong", 401, "bearer token", id="bad-token"),
         pytest.param(b"{nope", "s3cret", 400, "not JSON", id="bad-json"),
+        pytest.param(b"[" * 60_000, "s3cret", 400, "nested too deeply", id="deep-json"),
         pytest.param(
             {"trace_id": TRACE, "kind": "copy", "extra": 1},
             "s3cret",

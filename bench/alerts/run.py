@@ -61,7 +61,7 @@ STATIC = {
 }
 DOWN = {"quality_score"}
 # As in the shipped rules (config/alerts/latency.yaml).
-OVERRIDES = {("latency_p95_s", "ewma"): {"clip_k": 2}}
+OVERRIDES = {("latency_p95_s", "ewma"): {"clip_k": 2}, ("tokens_per_request", "cusum"): {"log": False}}
 MIN_SAMPLES = {"quality_score": 8}
 
 

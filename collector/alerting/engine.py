@@ -309,7 +309,7 @@ class Evaluator:
                     compute(rule.signal, merged, window) if merged.count or needs_store(rule.signal) else None
                 )
                 if needs_store(rule.signal) and (sample is None or sample.n == 0) and self.store is not None:
-                    sample = self.store.read(rule.signal, labels)
+                    sample = self.store.read(rule.signal, labels, end)
                 transition = runner.step(key, labels, end, sample)
                 if transition:
                     out.append(transition)

@@ -53,7 +53,7 @@ class HealthSettings(ComponentConfig):
 
     enabled: bool = Field(True, description="Publish `otel_llm.health.score`.")
     window: Duration = Field(300.0, gt=0, description="Signal window the score is computed over.")
-    weights: HealthWeights = Field(default_factory=HealthWeights)
+    weights: HealthWeights = Field(default_factory=HealthWeights, description="Component weights.")
     error_rate_ok: float = Field(0.01, ge=0, le=1, description="Error rate that still scores 1.")
     error_rate_bad: float = Field(0.2, gt=0, le=1, description="Error rate that scores 0.")
     latency_target_s: float = Field(5.0, gt=0, description="p95 latency that still scores 1; 0 at 3x.")

@@ -283,9 +283,12 @@ def compute(signal: str, bucket: Bucket, window_s: float) -> SignalValue | None:
 
 
 class StoreReader(Protocol):
-    """Reads a signal the spans do not carry (quality, feedback, drift) from the derived-metric store."""
+    """Reads a signal the spans do not carry (quality, feedback, drift) from the derived-metric store.
 
-    def read(self, signal: str, group: Mapping[str, str]) -> SignalValue | None: ...
+    ``at`` is the end of the window being evaluated; a reader may cache per ``at``.
+    """
+
+    def read(self, signal: str, group: Mapping[str, str], at: float) -> SignalValue | None: ...
 
 
 @dataclass(slots=True)

@@ -149,8 +149,12 @@ class AnomalyProcessorConfig(ComponentConfig):
     pagerduty: PagerDutySettings | None = Field(None, description="PagerDuty route; none by default.")
     slack: SlackSettings | None = Field(None, description="Slack route; none by default.")
     webhooks: list[WebhookSettings] = Field(default_factory=list, description="Signed webhook routes.")
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    health: HealthSettings = Field(default_factory=HealthSettings)
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Queue, retry and timeout of every route."
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings, description="The health score per service and model."
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -235,37 +239,56 @@ def observation(span: GenAISpan) -> Observation:
 
 
 class _StoreSignals:
-    """Reads ``drift_state`` and ``quality_score`` from the derived-metric store, when present."""
+    """Reads ``drift_state`` and ``quality_score`` from the derived-metric store, when present.
+
+    One snapshot of an instrument serves every group of one evaluation (cached per window end), and
+    a group's result is cached per window end too, so several rules and the health score on the same
+    signal see the same value (the quality mean is a difference between evaluations).
+    """
 
     def __init__(self, host: Host) -> None:
         self.host = host
         self._previous: dict[tuple[tuple[str, str], ...], tuple[float, int]] = {}
+        self._points_at: dict[str, tuple[float, list[tuple[dict[str, str], Any]]]] = {}
+        self._results: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, SignalValue | None]] = {}
 
-    def _points(self, name: str) -> list[tuple[dict[str, str], Any]]:
+    def _points(self, name: str, at: float) -> list[tuple[dict[str, str], Any]]:
+        cached = self._points_at.get(name)
+        if cached is not None and cached[0] == at:
+            return cached[1]
         store = self.host.shared.get("collector.metrics.store")
-        if store is None:
-            return []
-        out = []
-        now = time.time_ns()
-        for instrument in store.instruments():
-            if instrument.name != name:
-                continue
-            for point in instrument.snapshot(now).points:
-                labels = {label_name(k): str(v) for k, v in point.attributes}
-                labels.update({label_name(k): v for k, v in store.resource_attributes(point.resource)})
-                out.append((labels, point))
+        out: list[tuple[dict[str, str], Any]] = []
+        if store is not None:
+            now = time.time_ns()
+            for instrument in store.instruments():
+                if instrument.name != name:
+                    continue
+                for point in instrument.snapshot(now).points:
+                    labels = {label_name(k): str(v) for k, v in point.attributes}
+                    labels.update({label_name(k): v for k, v in store.resource_attributes(point.resource)})
+                    out.append((labels, point))
+        self._points_at[name] = (at, out)
         return out
 
-    def read(self, signal: str, group: Mapping[str, str]) -> SignalValue | None:
+    def read(self, signal: str, group: Mapping[str, str], at: float) -> SignalValue | None:
+        key = (signal, tuple(sorted(group.items())))
+        cached = self._results.get(key)
+        if cached is not None and cached[0] == at:
+            return cached[1]
+        result = self._read(signal, group, at)
+        self._results[key] = (at, result)
+        return result
+
+    def _read(self, signal: str, group: Mapping[str, str], at: float) -> SignalValue | None:
         def matches(labels: Mapping[str, str]) -> bool:
             return all(labels.get(k, v) == v for k, v in group.items())
 
         if signal == "drift_state":
-            values = [p.value for labels, p in self._points(m.OTEL_LLM_DRIFT_STATE) if matches(labels)]
+            values = [p.value for labels, p in self._points(m.OTEL_LLM_DRIFT_STATE, at) if matches(labels)]
             return SignalValue(max(values), 1) if values else None
         if signal == "quality_score":
             total, count = 0.0, 0
-            for labels, point in self._points(m.OTEL_LLM_EVALUATION_SCORE):
+            for labels, point in self._points(m.OTEL_LLM_EVALUATION_SCORE, at):
                 if matches(labels):
                     total += point.total
                     count += point.count
@@ -276,6 +299,14 @@ class _StoreSignals:
                 return None
             return SignalValue((total - before[0]) / (count - before[1]), count - before[1])
         return None
+
+    def forget(self, groups: list[Mapping[str, str]]) -> None:
+        """Drop cached state of expired groups."""
+        for group in groups:
+            key = tuple(sorted(group.items()))
+            self._previous.pop(key, None)
+            for signal in ("drift_state", "quality_score"):
+                self._results.pop((signal, key), None)
 
 
 class AnomalyProcessor:
@@ -496,7 +527,7 @@ class AnomalyProcessor:
 
             drift = None
             if evaluator.store is not None:
-                read = evaluator.store.read("drift_state", dict(zip(labels, key, strict=True)))
+                read = evaluator.store.read("drift_state", dict(zip(labels, key, strict=True)), end)
                 drift = read.value if read is not None else None
             components = component_scores(
                 settings,

@@ -269,12 +269,60 @@ def calibration_rows(quick: bool) -> list[list[str]]:
     return rows
 
 
+def ingestion_rows(quick: bool) -> list[list[str]]:
+    """Cost of ``DriftProcessor.process`` on the pipeline thread: feature extraction, windows, queueing;
+    decisions and embedding are the worker's and are not included."""
+    import logging
+
+    from collector.component import ComponentId, CreateSettings, Kind
+    from collector.processors.drift import DriftProcessor, DriftProcessorConfig
+    from collector.telemetry import SelfTelemetry
+    from tests.collector.drift._helpers import SpanSpec, batch
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for label, with_prompt in (("with prompt content", True), ("without content", False)):
+        processor = DriftProcessor(
+            DriftProcessorConfig(),
+            CreateSettings(ComponentId("drift"), Kind.PROCESSOR, logging.getLogger("bench"), SelfTelemetry()),
+        )
+        texts = prompts({"billing": 1.0, "travel": 1.0}, 512, rng)
+        batches = [
+            batch(
+                [
+                    SpanSpec(prompt=texts[i] if with_prompt else None, model=f"m{i % 5}", input_tokens=int(n))
+                    for i, n in enumerate(rng.poisson(100, 512))
+                ]
+            )
+            for _ in range(4 if quick else 20)
+        ]
+        for b in batches:
+            b.genai_spans()  # decoded once by the receiver in the collector; not this processor's cost
+        began = time.perf_counter()
+        for b in batches:
+            processor.process(b)
+        elapsed = time.perf_counter() - began
+        spans = 512 * len(batches)
+        rows.append(
+            [
+                f"process() per span, default config, {label}",
+                f"{spans} spans in batches of 512, 5 groups",
+                f"{spans / elapsed:,.0f} spans/s",
+                f"{elapsed / spans * 1e6:.1f} us per span",
+                "queue-only: the default 600 prompts/min budget skips the rest undecoded",
+            ]
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials")
+    parser.add_argument("--only", choices=["speed", "ingestion", "calibration"], help="one group of rows")
     args = parser.parse_args()
     started = time.perf_counter()
-    rows = speed_rows(args.quick) + calibration_rows(args.quick)
+    groups = {"speed": speed_rows, "ingestion": ingestion_rows, "calibration": calibration_rows}
+    rows = [row for name, build in groups.items() if args.only in (None, name) for row in build(args.quick)]
     header = ["scenario", "trials", "rate / speed", "events / latency", "detail"]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")

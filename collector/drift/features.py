@@ -13,10 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from collector.genai.spans import GenAISpan
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from collector.genai.spans import GenAISpan, any_value
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["SIGNAL_KINDS", "Features", "Signal", "SignalKind", "extract_features", "last_message_text"]
+__all__ = [
+    "SIGNAL_KINDS",
+    "Features",
+    "Signal",
+    "SignalKind",
+    "drift_values",
+    "extract_features",
+    "last_message_text",
+]
 
 
 class SignalKind(StrEnum):
@@ -108,18 +118,42 @@ def _tool_called(finish_reasons: Sequence[str], output: object) -> bool:
     return False
 
 
-def extract_features(span: GenAISpan, *, want_prompt: bool, want_answer: bool) -> Features:
-    """Read the drift features of one span; decodes the message attributes only when asked to."""
+_KEYS = frozenset(
+    {attrs.GEN_AI_RESPONSE_FINISH_REASONS, attrs.GEN_AI_INPUT_MESSAGES, attrs.GEN_AI_OUTPUT_MESSAGES}
+)
+
+
+def drift_values(span: GenAISpan) -> dict[str, AnyValue]:
+    """The three attributes drift reads beyond the normalised fields, in one pass over the keys.
+
+    Value wrappers are built only for these keys (building one per attribute is the expensive part
+    of a walk, see :mod:`collector.genai.spans`); the values stay undecoded until needed.
+    """
+    found: dict[str, AnyValue] = {}
+    for kv in span.span.attributes:
+        if kv.key in _KEYS:
+            found[kv.key] = kv.value
+    return found
+
+
+def extract_features(
+    span: GenAISpan, *, want_prompt: bool, want_answer: bool, values: dict[str, AnyValue] | None = None
+) -> Features:
+    """Read the drift features of one span; decodes the message attributes only when asked to.
+
+    ``values`` is :func:`drift_values` of the span when the caller already has it.
+    """
+    picked = drift_values(span) if values is None else values
     numbers: dict[Signal, float] = {Signal.LATENCY: span.duration_s}
     if span.input_tokens is not None:
         numbers[Signal.INPUT_TOKENS] = float(span.input_tokens)
     if span.output_tokens is not None:
         numbers[Signal.OUTPUT_TOKENS] = float(span.output_tokens)
-    raw_reasons = span.attribute(attrs.GEN_AI_RESPONSE_FINISH_REASONS)
+    raw_reasons = _decoded(picked, attrs.GEN_AI_RESPONSE_FINISH_REASONS)
     reasons = [str(r) for r in raw_reasons] if isinstance(raw_reasons, list) else []
     if isinstance(raw_reasons, str) and raw_reasons:
         reasons = [raw_reasons]
-    output = span.attribute(attrs.GEN_AI_OUTPUT_MESSAGES) if want_answer or not reasons else None
+    output = _decoded(picked, attrs.GEN_AI_OUTPUT_MESSAGES) if want_answer or not reasons else None
     if not reasons:
         for message in _messages(output):
             if isinstance(message, dict) and isinstance(message.get("finish_reason"), str):
@@ -129,6 +163,11 @@ def extract_features(span: GenAISpan, *, want_prompt: bool, want_answer: bool) -
         categories[Signal.TOOL_CALL] = "yes" if _tool_called(reasons, output) else "no"
     if reasons:
         categories[Signal.FINISH_REASON] = reasons[0]
-    prompt = last_message_text(span.attribute(attrs.GEN_AI_INPUT_MESSAGES), "user") if want_prompt else None
+    prompt = last_message_text(_decoded(picked, attrs.GEN_AI_INPUT_MESSAGES), "user") if want_prompt else None
     answer = last_message_text(output, None) if want_answer else None
     return Features(prompt_text=prompt, answer_text=answer, numbers=numbers, categories=categories)
+
+
+def _decoded(values: dict[str, AnyValue], key: str) -> object:
+    value = values.get(key)
+    return None if value is None else any_value(value)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collector.drift.features import SIGNAL_KINDS, Signal, SignalKind, extract_features
+from collector.drift.features import SIGNAL_KINDS, Signal, SignalKind, drift_values, extract_features
 from collector.drift.references import ReferenceStore, ReferenceValues
 from collector.drift.statistics import (
     AlarmRule,
@@ -303,8 +303,12 @@ class DriftMonitor:
         how many texts were left unread because ``want_text`` is false (the caller has no embedding
         budget left, so the messages are not even decoded)."""
         key = self.group_key(span)
+        values = drift_values(span)
         features = extract_features(
-            span, want_prompt=self._want_prompt and want_text, want_answer=self._want_answer and want_text
+            span,
+            want_prompt=self._want_prompt and want_text,
+            want_answer=self._want_answer and want_text,
+            values=values,
         )
         decisions: list[Decision] = []
         texts: list[tuple[GroupKey, Signal, str]] = []
@@ -327,7 +331,7 @@ class DriftMonitor:
                         if signal is Signal.PROMPT_EMBEDDING
                         else attrs.GEN_AI_OUTPUT_MESSAGES
                     )
-                    if source in span.attributes:
+                    if source in values:
                         unread += 1
                     elif signal is Signal.PROMPT_EMBEDDING:
                         self.stats.spans_without_content += 1

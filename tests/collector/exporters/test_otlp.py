@@ -23,6 +23,7 @@ from collector.service import Service
 from tests.collector.conftest import (
     METRICS_METHOD,
     TRACES_METHOD,
+    Certs,
     FakeBackend,
     grpc_channel,
     metrics_request,
@@ -101,7 +102,9 @@ def test_backend_down_then_back_loses_nothing(
     port_labels = {"receiver": "otlp", "transport": "grpc"}
     assert sample(service, "otelcol_receiver_accepted_spans_total", **port_labels) == 20
     assert sample(service, "otelcol_exporter_send_failed_spans_total", exporter=name) == 0
-    assert sample(service, "otelcol_exporter_queue_size", exporter=name, otel_signal="traces") == 0
+    assert wait_for(
+        lambda: sample(service, "otelcol_exporter_queue_size", exporter=name, otel_signal="traces") == 0
+    )
     assert sample(service, "otelcol_exporter_queue_capacity", exporter=name, otel_signal="traces") == 100
 
 
@@ -274,3 +277,49 @@ service:
     time.sleep(0.5)  # the backend closes the kept-alive connection
     send(front, 1)
     assert wait_for(lambda: debug.items["traces"] == 8, timeout_s=5)  # not after a 30 s retry
+
+
+@pytest.mark.parametrize("kind", ["otlp", "otlp_http"])
+def test_exporter_tls_and_bearer_token_to_a_secured_receiver(
+    run_service: Callable[[str], Service], certs: Certs, kind: str
+) -> None:
+    tls = f"tls: {{cert_file: {certs.server_cert}, key_file: {certs.server_key}}}"
+    back = run_service(
+        f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken]}}, {tls}}}
+      http: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken]}}, {tls}}}
+exporters:
+  debug: {{}}
+service:
+  telemetry: {{metrics: {{enabled: false}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+"""
+    )
+    grpc_port, http_port = receiver_ports(back)
+    endpoint = f"localhost:{grpc_port}" if kind == "otlp" else f"https://localhost:{http_port}"
+    front = run_service(
+        f"""
+receivers:
+  otlp:
+    protocols: {{grpc: {{endpoint: "127.0.0.1:0"}}}}
+exporters:
+  {kind}:
+    endpoint: "{endpoint}"
+    bearer_token: t0ken
+    headers: {{x-tenant: acme}}
+    tls: {{ca_file: {certs.ca}}}
+    retry_on_failure: {{initial_interval: 50ms}}
+service:
+  telemetry: {{metrics: {{enabled: false}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [{kind}]}}
+"""
+    )
+    send(front, 2)
+    debug = back.component(Kind.EXPORTER, "debug")
+    assert wait_for(lambda: debug.items["traces"] == 8, timeout_s=10)
+    assert wait_for(lambda: sample(front, "otelcol_exporter_sent_spans_total", exporter=kind) == 8)

@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -359,11 +359,3 @@ def _spread(vectors: np.ndarray) -> float:
     if len(vectors) < 2:
         return 0.0
     return float(np.max(1.0 - vectors @ vectors.T))
-
-
-def answers_digest(reports: Sequence[EndpointReport]) -> dict[str, Any]:
-    """A compact summary of reports for a log line."""
-    return {
-        report.endpoint: {"phase": report.phase, "changed": report.changed, "moved": len(report.moved)}
-        for report in reports
-    }

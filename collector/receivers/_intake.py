@@ -411,12 +411,13 @@ class Intake:
             self._summary.add("rejected", signal, "malformed payload", 0)
             return Outcome(OutcomeKind.INVALID, str(exc))
         response = _RESPONSE_TYPES[signal]()
-        batch: Batch = _BATCH_TYPES[signal](request)
         # Span wrappers made by the attribute check; held until the pipeline is done because upb reuses a
         # live wrapper, so the processors' walk does not build each span's wrapper a second time.
         seen: list[Any] = []
+        batch: Batch
         if signal is Signal.TRACES and self._max_attributes:
-            rejected = self._drop_oversized_spans(request, seen)
+            rejected, kept = self._drop_oversized_spans(request, seen)
+            batch = TraceBatch(request, _items=kept)  # counted by the check, not counted again
             if rejected:
                 counters.failed[signal].inc(rejected)
                 self._summary.add("rejected", signal, "too many attributes", rejected)
@@ -424,6 +425,8 @@ class Intake:
                 response.partial_success.error_message = (
                     f"{rejected} spans have more than {self._max_attributes} attributes and were rejected"
                 )
+        else:
+            batch = _BATCH_TYPES[signal](request)
         items = batch.items
         if items == 0:
             self.count_request(transport, "success")
@@ -466,20 +469,23 @@ class Intake:
             raise ValueError(f"invalid OTLP/JSON {request_type.__name__}: {exc}") from None
         return request
 
-    def _drop_oversized_spans(self, request: ExportTraceServiceRequest, seen: list[Any]) -> int:
+    def _drop_oversized_spans(self, request: ExportTraceServiceRequest, seen: list[Any]) -> tuple[int, int]:
+        """Delete spans over the attribute limit; return (rejected, kept)."""
         limit = self._max_attributes
         rejected = 0
+        total = 0
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
                 spans = list(ss.spans)
                 seen.append(spans)
+                total += len(spans)
                 bad = [i for i, span in enumerate(spans) if len(span.attributes) > limit]
                 if bad:
                     container = ss.spans
                     for index in reversed(bad):
                         del container[index]
                     rejected += len(bad)
-        return rejected
+        return rejected, total - rejected
 
 
 def responder(signal: Signal) -> Callable[[], Message]:

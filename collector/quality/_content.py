@@ -198,15 +198,24 @@ def _legacy_outputs(span: GenAISpan) -> list[dict[str, object]]:
     )
 
 
+_FLAT_PREFIXES = (_OI_INPUT_PREFIX, _OI_OUTPUT_PREFIX, _LEGACY_PROMPT_PREFIX, _LEGACY_COMPLETION_PREFIX)
+
+
+def _may_have_legacy_content(span: GenAISpan) -> bool:
+    """One cheap pass, so spans without any content (the common case) skip the legacy readers."""
+    if span.span.events:
+        return True
+    return any(key.startswith(_FLAT_PREFIXES) for key in span.attributes)
+
+
 def read_content(span: GenAISpan, trace_context: list[str] | None = None) -> SpanContent:
     """The span's content as text; ``trace_context`` adds documents from other spans of its trace."""
     content = SpanContent()
     inputs = _messages(span.attribute(attrs.GEN_AI_INPUT_MESSAGES))
     outputs = _messages(span.attribute(attrs.GEN_AI_OUTPUT_MESSAGES))
-    if not inputs:
-        inputs = _legacy_inputs(span)
-    if not outputs:
-        outputs = _legacy_outputs(span)
+    if (not inputs or not outputs) and _may_have_legacy_content(span):
+        inputs = inputs or _legacy_inputs(span)
+        outputs = outputs or _legacy_outputs(span)
     content.has_input = bool(inputs)
     content.has_output = bool(outputs)
     system = _messages(span.attribute(attrs.GEN_AI_SYSTEM_INSTRUCTIONS))

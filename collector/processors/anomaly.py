@@ -239,7 +239,7 @@ def observation(span: GenAISpan) -> Observation:
 
 
 class _StoreSignals:
-    """Reads ``drift_state`` and ``quality_score`` from the derived-metric store, when present.
+    """Reads ``drift_state``, ``quality_score`` and ``thumbs_down_rate`` from the derived-metric store.
 
     One snapshot of an instrument serves every group of one evaluation (cached per window end), and
     a group's result is cached per window end too, so several rules and the health score on the same
@@ -248,7 +248,8 @@ class _StoreSignals:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self._previous: dict[tuple[tuple[str, str], ...], tuple[float, int]] = {}
+        self._previous: dict[tuple[Any, ...], tuple[float, int, float]] = {}
+        self._last_at = math.nan
         self._points_at: dict[str, tuple[float, list[tuple[dict[str, str], Any]]]] = {}
         self._results: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, SignalValue | None]] = {}
 
@@ -275,6 +276,11 @@ class _StoreSignals:
         cached = self._results.get(key)
         if cached is not None and cached[0] == at:
             return cached[1]
+        if at != self._last_at:
+            # A new evaluation: forget groups not read for an hour (expired groups never come back).
+            self._last_at = at
+            self._results = {k: v for k, v in self._results.items() if v[0] >= at - 3600}
+            self._previous = {k: v for k, v in self._previous.items() if v[2] >= at - 3600}
         result = self._read(signal, group, at)
         self._results[key] = (at, result)
         return result
@@ -292,21 +298,29 @@ class _StoreSignals:
                 if matches(labels):
                     total += point.total
                     count += point.count
-            key = tuple(sorted(group.items()))
-            before = self._previous.get(key)
-            self._previous[key] = (total, count)
-            if before is None or count <= before[1]:
-                return None
-            return SignalValue((total - before[0]) / (count - before[1]), count - before[1])
+            return self._delta(signal, group, total, count, at)
+        if signal == "thumbs_down_rate":
+            from collector.quality._labels import FEEDBACK_POLARITY
+
+            kind, polarity = label_name(attrs.OTEL_LLM_FEEDBACK_KIND), label_name(FEEDBACK_POLARITY)
+            down, thumbs = 0.0, 0
+            for labels, point in self._points(m.OTEL_LLM_FEEDBACK, at):
+                if labels.get(kind) == attrs.OtelLlmFeedbackKindValues.THUMBS and matches(labels):
+                    thumbs += int(point.value)
+                    down += point.value if labels.get(polarity) == "negative" else 0.0
+            return self._delta(signal, group, down, thumbs, at)
         return None
 
-    def forget(self, groups: list[Mapping[str, str]]) -> None:
-        """Drop cached state of expired groups."""
-        for group in groups:
-            key = tuple(sorted(group.items()))
-            self._previous.pop(key, None)
-            for signal in ("drift_state", "quality_score"):
-                self._results.pop((signal, key), None)
+    def _delta(
+        self, signal: str, group: Mapping[str, str], total: float, count: int, at: float
+    ) -> SignalValue | None:
+        """Mean of what arrived since the previous read of this group (the store's series are cumulative)."""
+        key = (signal, *sorted(group.items()))
+        before = self._previous.get(key)
+        self._previous[key] = (total, count, at)
+        if before is None or count <= before[1]:
+            return None
+        return SignalValue((total - before[0]) / (count - before[1]), count - before[1])
 
 
 class AnomalyProcessor:

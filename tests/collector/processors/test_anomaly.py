@@ -328,3 +328,34 @@ service: {{pipelines: {{traces: {{receivers: [otlp], processors: [anomaly], expo
         f"c.yaml: processors::anomaly::rules_dir: {folder / 'x.yaml'}: rules::0::signal: "
         "unknown signal 'nope' (see docs/alerting.md for the list)"
     ]
+
+
+def test_quality_and_thumbs_down_are_read_from_the_store_as_deltas() -> None:
+    from collector.processors.anomaly import _StoreSignals
+    from collector.quality._labels import FEEDBACK_POLARITY
+
+    host = make_host()
+    store = shared_store(host)
+    scores = store.histogram(
+        m.OTEL_LLM_EVALUATION_SCORE, (attrs.GEN_AI_EVALUATION_NAME, attrs.GEN_AI_REQUEST_MODEL)
+    )
+    feedback = store.counter(
+        m.OTEL_LLM_FEEDBACK, (attrs.OTEL_LLM_FEEDBACK_KIND, FEEDBACK_POLARITY, attrs.GEN_AI_REQUEST_MODEL)
+    )
+    store.register_resource(("chat",), (("service.name", "chat"),))
+    now = time.time_ns()
+    reader = _StoreSignals(host)
+    group = {"service_name": "chat", "gen_ai_request_model": "gpt-4o"}
+    scores.record_many([((("chat",), ("relevance", "gpt-4o")), 0.9)] * 4, now)
+    feedback.add((("chat",), ("thumbs", "positive", "gpt-4o")), 3.0, now)
+    assert reader.read("quality_score", group, 60.0) is None  # the first read is the baseline
+    assert reader.read("thumbs_down_rate", group, 60.0) is None
+    scores.record_many([((("chat",), ("relevance", "gpt-4o")), 0.4)] * 2, now)
+    scores.record_many([((("chat",), ("relevance", "other")), 0.0)] * 5, now)  # another group
+    feedback.add((("chat",), ("thumbs", "negative", "gpt-4o")), 1.0, now)
+    feedback.add((("chat",), ("thumbs", "positive", "gpt-4o")), 1.0, now)
+    quality = reader.read("quality_score", group, 120.0)
+    assert quality is not None and (quality.value, quality.n) == (pytest.approx(0.4), 2)
+    assert reader.read("quality_score", group, 120.0) == quality  # same window: same answer
+    thumbs = reader.read("thumbs_down_rate", group, 120.0)
+    assert thumbs is not None and (thumbs.value, thumbs.n) == (0.5, 2)

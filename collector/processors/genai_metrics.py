@@ -21,8 +21,8 @@ application's metrics as well, and once a service's metrics include ``gen_ai.cli
 or ``gen_ai.client.token.usage``, its spans stop feeding those (for ``app_metrics_ttl`` after the last
 sighting). Our ``otel_llm.*`` metrics are always derived. ``always`` and ``never`` force the choice.
 
-Pipeline data passes through unchanged. Place ``cost`` before this processor if both run, so the
-same spans are marked as duplicates once.
+Pipeline data passes through unchanged. With ``cost`` in the same pipeline, either order works: the
+first of the two marks duplicate spans (on the batch's shared GenAI view) and the second reads the marks.
 """
 
 from __future__ import annotations

@@ -402,6 +402,21 @@ class AnomalyProcessor:
         self._thread = None
         for route in self.routes:
             route.shutdown(timeout_s)
+            stats = route.stats
+            # Open alerts stay open on purpose: Alertmanager expires them at endsAt, PagerDuty keeps
+            # the incident until the next resolution, which a restarted collector sends.
+            event(
+                self.logger,
+                logging.INFO,
+                "alert route stopped",
+                notifier=route.notifier.name,
+                sent=stats.sent,
+                failed=stats.failed,
+                retries=stats.retries,
+                dropped=stats.dropped,
+                deduplicated=stats.deduplicated,
+                still_open=len(route.open_alerts()),
+            )
 
     def _bind_store(self, host: Host) -> None:
         try:

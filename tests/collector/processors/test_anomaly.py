@@ -359,3 +359,49 @@ def test_quality_and_thumbs_down_are_read_from_the_store_as_deltas() -> None:
     assert reader.read("quality_score", group, 120.0) == quality  # same window: same answer
     thumbs = reader.read("thumbs_down_rate", group, 120.0)
     assert thumbs is not None and (thumbs.value, thumbs.n) == (0.5, 2)
+
+
+def test_in_a_running_collector_health_reads_the_prometheus_endpoint(tmp_path: Path) -> None:
+    """OTLP/HTTP in, anomaly processor, prometheus exporter; `otel-llm health` prints the table."""
+    import io
+
+    import httpx2
+
+    from collector.alerting.health import health_main
+    from collector.service import Service
+    from tests.collector.conftest import free_port, receiver_ports
+
+    port = free_port()
+    text = f"""
+receivers: {{otlp: {{protocols: {{http: {{endpoint: "127.0.0.1:0"}}}}}}}}
+processors: {{anomaly: {{rules_dir: {rules_dir(tmp_path, "errors.yaml")}}}}}
+exporters: {{prometheus: {{endpoint: "127.0.0.1:{port}"}}}}
+service:
+  telemetry: {{metrics: {{enabled: false}}}}
+  pipelines: {{traces: {{receivers: [otlp], processors: [anomaly], exporters: [prometheus]}}}}
+"""
+    service = Service(parse_config(text, "<test>"))
+    service.start()
+    try:
+        _, http_port = receiver_ports(service)
+        now = time.time()
+        minute = now - now % 60
+        # A minute of traffic that ended two minutes ago, half of it failing; the next span closes it.
+        spans = [(minute - 120 + i, _obs(error=i % 2 == 0)) for i in range(40)] + [(now, _obs())]
+        response = httpx2.post(
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            content=batch_for(spans).request.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+        processor = service.component(Kind.PROCESSOR, "anomaly")
+        assert [(t.rule, t.state.value) for t in processor.transitions][:1] == [("LLMErrorBurst", "firing")]
+        out, err = io.StringIO(), io.StringIO()
+        assert health_main(["--endpoint", f"127.0.0.1:{port}"], out, err) == 0, err.getvalue()
+    finally:
+        service.shutdown(2)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["SERVICE", "MODEL", "SCORE"]
+    assert lines[1].split()[:2] == ["chat", "gpt-4o"]
+    assert any(line.split()[:3] == ["LLMErrorBurst", "firing", "warning"] for line in lines[3:])

@@ -7,6 +7,10 @@ metric records) is removed by taking the slope between N=20 and N=200 chunks:
 
     per-chunk = (tee(200) - bare(200) - (tee(20) - bare(20))) / 180
 
+It also times the floor that no instrumentation can go under: the OpenTelemetry SDK's own cost for
+the same span (same attributes) and the same four metric records, with nothing parsed, and reports
+otel-llm's fixed per-stream cost against it.
+
 Prints one JSON line. Run with the benchmark venv's Python, repository on PYTHONPATH.
 """
 
@@ -75,6 +79,46 @@ def main() -> None:
         stream.close()
         assert call.result.output_tokens is not None
 
+    inst = runtime.instruments
+    tracer = runtime.tracer
+
+    def sdk_floor(_pieces: list[bytes]) -> None:
+        """What the OpenTelemetry SDK alone charges for the same span and metric records (no parsing)."""
+        common = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "server.address": "127.0.0.1",
+            "server.port": 8000,
+            "gen_ai.request.model": "gpt-4o-mini",
+        }
+        span = tracer.start_span(
+            "chat gpt-4o-mini",
+            kind=trace.SpanKind.CLIENT,
+            attributes={**common, "openai.api.type": "chat_completions", "gen_ai.request.stream": True},
+        )
+        span.set_attributes(
+            {
+                "gen_ai.response.finish_reasons": ["stop"],
+                "otel_llm.stream.chunk_count": 22,
+                "otel_llm.stream.time_to_last_chunk": 0.01,
+                "gen_ai.response.id": "chatcmpl-bench",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.usage.input_tokens": 24,
+                "gen_ai.usage.output_tokens": 20,
+                "gen_ai.usage.cache_read.input_tokens": 0,
+                "gen_ai.usage.reasoning.output_tokens": 0,
+                "openai.response.service_tier": "default",
+                "openai.response.system_fingerprint": "fp_bench",
+                "gen_ai.response.time_to_first_chunk": 0.001,
+            }
+        )
+        span.end()
+        attrs = {**common, "gen_ai.response.model": "gpt-4o-mini-2024-07-18"}
+        inst.duration.record(0.01, attrs)
+        inst.token_usage.record(24, {**attrs, "gen_ai.token.type": "input"})
+        inst.token_usage.record(20, {**attrs, "gen_ai.token.type": "output"})
+        inst.ttfc.record(0.001, attrs)
+
     def cpu_per_stream(fn: object, pieces: list[bytes], n: int) -> float:
         gc.collect()
         t0 = time.process_time_ns()
@@ -92,11 +136,15 @@ def main() -> None:
         results[chunks] = {"events": len(pieces), "bare_us": best_bare, "tee_us": best_tee}
     extra = {k: v["tee_us"] - v["bare_us"] for k, v in results.items()}
     per_chunk = (extra[200] - extra[20]) / (results[200]["events"] - results[20]["events"])
+    floor = min(cpu_per_stream(sdk_floor, [], 20000) for _ in range(3))
+    fixed = extra[20] - per_chunk * results[20]["events"]
     print(
         json.dumps(
             {
                 "per_chunk_us": round(per_chunk, 3),
-                "per_stream_fixed_us": round(extra[20] - per_chunk * results[20]["events"], 1),
+                "per_stream_fixed_us": round(fixed, 1),
+                "sdk_floor_us": round(floor, 1),
+                "fixed_over_sdk_floor": round(fixed / floor, 2),
                 "runs": results,
             }
         )

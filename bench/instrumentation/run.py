@@ -146,7 +146,9 @@ def main() -> None:
         chunk = per_chunk(python)
         print(
             f"\notel-llm per streamed chunk (CPU, slope between 20- and 200-chunk streams): "
-            f"{chunk['per_chunk_us']:.2f} us; fixed per stream (span + metrics): {chunk['per_stream_fixed_us']:.0f} us"
+            f"{chunk['per_chunk_us']:.2f} us; fixed per stream (span + metrics): {chunk['per_stream_fixed_us']:.0f} us,"
+            f" {chunk['fixed_over_sdk_floor']:.2f} x the SDK's own cost for that span and those metric records"
+            f" ({chunk['sdk_floor_us']:.0f} us)"
         )
         data = json.loads(out.read_text())
         data["per_chunk"] = chunk

@@ -133,6 +133,15 @@ def apply_body(api: str, obj: JSON, r: Result, content: bool) -> None:
     _common_fields(obj, r)
     apply_usage(api, obj.get("usage"), r)
     if api == EMBEDDINGS:
+        first = get(obj, "data")
+        vector = (
+            first[0].get("embedding")
+            if isinstance(first, list) and first and isinstance(first[0], dict)
+            else None
+        )
+        if isinstance(vector, list):  # base64 vectors are left uncounted
+            r.set_extra(names.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
+        r.terminal = True
         return
     choices = obj.get("choices")
     if isinstance(choices, list):

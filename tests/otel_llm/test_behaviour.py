@@ -543,3 +543,10 @@ def test_own_fault_mid_stream_is_counted_not_raised(
     (span,) = telemetry.genai_spans()
     assert span.status.status_code.name == "UNSET"
     assert telemetry.metrics()[m.OTEL_LLM_INSTRUMENTATION_ERRORS][0][1].value == 1
+
+
+def test_embeddings_dimension_count(server: CassetteServer, telemetry: Telemetry) -> None:
+    _replay(server, "opentelemetry-python-contrib/openai_embeddings")
+    attrs = _span(telemetry)
+    assert attrs[a.GEN_AI_OPERATION_NAME] == "embeddings"
+    assert attrs[a.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 1536

@@ -108,17 +108,26 @@ def test_overload_is_refused_with_retry_and_memory_stays_under_the_limit(
     run_service: Callable[[str], Service], backend_factory: Callable[..., FakeBackend]
 ) -> None:
     backend = backend_factory("grpc", delay_s=0.05).start()  # slow downstream: the queue fills up
-    baseline = rss_bytes() // MIB
-    limit, spike = baseline + 100, 40
     exporter = (
         f'otlp: {{endpoint: "127.0.0.1:{backend.port}", tls: {{insecure: true}}, '
         "sending_queue: {num_consumers: 2, queue_size: 500}}"
     )
+    payload = trace_request(3000, attributes=8).SerializeToString()  # ~0.5 MiB per request
+    # Warm up (imports, grpc threads, allocator arenas) so the limit sits a fixed distance above a
+    # settled baseline.
+    warm = run_service(
+        LIMITED.format(inflight=16, limit=100_000, spike=0, exporter=exporter, exporter_id="otlp")
+    )
+    with grpc_channel(receiver_ports(warm)[0]) as channel:
+        for _ in range(4):
+            channel.unary_unary(TRACES_METHOD)(payload, timeout=10)
+    warm.shutdown(1.0)
+    baseline = rss_bytes() // MIB
+    limit, spike = baseline + 100, 40
     service = run_service(
         LIMITED.format(inflight=16, limit=limit, spike=spike, exporter=exporter, exporter_id="otlp")
     )
     port, _ = receiver_ports(service)
-    payload = trace_request(3000, attributes=8).SerializeToString()  # ~0.5 MiB per request
     codes: Counter[str] = Counter()
     retry_info = Counter[bool]()
     peak = [rss_bytes()]

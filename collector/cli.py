@@ -71,13 +71,50 @@ def _build_parser() -> argparse.ArgumentParser:
         "--no-prometheus", action="store_true", help="do not start a Prometheus even if installed"
     )
 
+    for name, summary in _DELEGATED_HELP.items():
+        delegated = commands.add_parser(name, help=summary, add_help=False)
+        delegated.add_argument("rest", nargs=argparse.REMAINDER)
+
     commands.add_parser("version", help="print the version", description="Print the version.")
     return parser
 
 
+# Subcommands with their own argument parsers; `otel-llm NAME --help` shows theirs.
+_DELEGATED_HELP = {
+    "alerts": "test, validate and export alert rules (otel-llm alerts --help)",
+    "health": "health score per service and model from a running collector",
+    "variants": "compare two variants on quality, feedback, cost and latency",
+    "drift": "drift references: save one from recorded traffic",
+}
+
+
+def _delegate(name: str, rest: list[str]) -> int:
+    if name == "alerts":
+        from collector.alerting.cli import alerts_main
+
+        return alerts_main(rest)
+    if name == "health":
+        from collector.alerting.health import health_main
+
+        return health_main(rest)
+    if name == "variants":
+        from collector.quality.variants import variants_main
+
+        return variants_main(rest)
+    from collector.drift.cli import drift_main
+
+    return drift_main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-llm`` console script."""
-    args = _build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] and arguments[0] in _DELEGATED_HELP:
+        try:
+            return _delegate(arguments[0], arguments[1:])
+        except ImportError as exc:
+            return _missing_extra(exc)
+    args = _build_parser().parse_args(arguments)
     if args.command == "version":
         print(f"otel-llm {_version()}")
         return 0

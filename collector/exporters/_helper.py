@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -245,6 +246,10 @@ class QueuedExporter:
             telemetry.queue_capacity.set(capacity)
         recovered = 0
         if queue is not None:
+            if isinstance(queue, SqliteQueue):
+                queue.path = _storage_file(
+                    self.config.sending_queue.storage or "", self._id, _worker_suffix(host)
+                )
             opened = queue.open()
             recovered = opened or 0
             for index in range(self.config.sending_queue.num_consumers):
@@ -422,11 +427,18 @@ def _unexpected(exc: Exception) -> RetryableExportError:
     return RetryableExportError(f"{type(exc).__name__}: {exc}")
 
 
-def _storage_file(storage: str, exporter_id: str) -> Path:
+def _worker_suffix(host: Host) -> str:
+    """``-w<i>`` for worker i of ``service::workers`` (instance ids end so), else empty."""
+    match = re.search(r"-w(\d+)$", str(host.shared.get("collector.service.instance_id", "")))
+    return f"-w{match.group(1)}" if match else ""
+
+
+def _storage_file(storage: str, exporter_id: str, worker: str = "") -> Path:
+    """The queue file: ``<dir>/<exporter id><worker>.sqlite``, or the file named, plus the worker."""
     path = Path(storage)
     if path.suffix in {".sqlite", ".db", ".sqlite3"}:
-        return path
-    return path / f"{exporter_id.replace('/', '_')}.sqlite"
+        return path.with_name(f"{path.stem}{worker}{path.suffix}") if worker else path
+    return path / f"{exporter_id.replace('/', '_')}{worker}.sqlite"
 
 
 def signal_word(signal: Signal) -> str:

@@ -13,14 +13,17 @@ next start (at-least-once: the backend may see them twice).
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from collector.component import Signal
+from collector.errors import ComponentError
 
 __all__ = ["Entry", "MemoryQueue", "SqliteQueue"]
 
@@ -121,11 +124,24 @@ class SqliteQueue(_BaseQueue):
         super().__init__(capacity, on_size)
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._lock_file: IO[bytes] | None = None
         self._waiting: deque[tuple[int, Signal, int]] = deque()  # (rowid, signal, items), payload on disk
 
     def open(self) -> int:
         """Open (or create) the file and load the index of what it holds; return that count."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One process per file: two would both send every row. The lock goes with the process, so a
+        # killed collector never leaves it behind.
+        lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise ComponentError(
+                f"persistent queue {self.path} is in use by another process; give each collector "
+                "(and each worker) its own storage"
+            ) from None
+        self._lock_file = lock
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -189,8 +205,11 @@ class SqliteQueue(_BaseQueue):
     def close(self) -> None:
         with self._lock:
             db, self._db = self._db, None
+            lock, self._lock_file = self._lock_file, None
         if db is not None:
             db.close()
+        if lock is not None:
+            lock.close()  # releases the flock
 
     @property
     def persistent(self) -> bool:

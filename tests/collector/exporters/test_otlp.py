@@ -323,3 +323,30 @@ service:
     debug = back.component(Kind.EXPORTER, "debug")
     assert wait_for(lambda: debug.items["traces"] == 8, timeout_s=10)
     assert wait_for(lambda: sample(front, "otelcol_exporter_sent_spans_total", exporter=kind) == 8)
+
+
+def test_a_persistent_queue_file_has_one_owner(
+    run_service: Callable[[str], Service], backend_factory: Callable[..., FakeBackend], tmp_path: Path
+) -> None:
+    from collector.configuration import parse_config
+    from collector.errors import ComponentError
+
+    backend = backend_factory("grpc")
+    run_service(config(backend, storage=tmp_path))
+    second = Service(parse_config(config(backend, storage=tmp_path)))
+    with pytest.raises(ComponentError, match="in use by another process"):
+        second.start()
+
+
+def test_each_worker_gets_its_own_queue_file() -> None:
+    from collector.component import Host
+    from collector.exporters._helper import _storage_file, _worker_suffix
+    from collector.telemetry import SelfTelemetry
+
+    host = Host(telemetry=SelfTelemetry())
+    host.shared["collector.service.instance_id"] = "box-123-w1"
+    assert _worker_suffix(host) == "-w1"
+    assert _storage_file("/q", "otlp/a", "-w1") == Path("/q/otlp_a-w1.sqlite")
+    assert _storage_file("/q/queue.sqlite", "otlp", "-w0") == Path("/q/queue-w0.sqlite")
+    host.shared["collector.service.instance_id"] = "8b0e5c1e-uuid"
+    assert _worker_suffix(host) == ""

@@ -93,6 +93,19 @@ _STREAM_KEYS = (
 _GATE_KEYS = (attrs.GEN_AI_OPERATION_NAME, attrs.GEN_AI_SYSTEM, attrs.GEN_AI_PROVIDER_NAME, _OI_SPAN_KIND)
 _GATE_SET = frozenset(_GATE_KEYS)
 _PROVIDER_RENAMES = dict(attrs.PROVIDER_NAME_VALUE_RENAMES)
+_OPERATION = attrs.GEN_AI_OPERATION_NAME
+_PROVIDER = attrs.GEN_AI_PROVIDER_NAME
+_SYSTEM = attrs.GEN_AI_SYSTEM
+_REQUEST_MODEL = attrs.GEN_AI_REQUEST_MODEL
+_RESPONSE_MODEL = attrs.GEN_AI_RESPONSE_MODEL
+_RESPONSE_ID = attrs.GEN_AI_RESPONSE_ID
+_INPUT = attrs.GEN_AI_USAGE_INPUT_TOKENS
+_PROMPT = attrs.GEN_AI_USAGE_PROMPT_TOKENS
+_OUTPUT = attrs.GEN_AI_USAGE_OUTPUT_TOKENS
+_COMPLETION = attrs.GEN_AI_USAGE_COMPLETION_TOKENS
+_ERROR_TYPE = attrs.ERROR_TYPE
+_SERVER_ADDRESS = attrs.SERVER_ADDRESS
+_SERVER_PORT = attrs.SERVER_PORT
 # Every key _normalise reads; others are not decoded on the hot path.
 _WANTED = frozenset(
     {
@@ -130,6 +143,22 @@ _WANTED = frozenset(
         _OI_TOOL_NAME,
     }
 )
+# The keys of _WANTED that a plain chat span usually lacks; when none is present they are not read.
+_RARE = _WANTED - {
+    attrs.GEN_AI_OPERATION_NAME,
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_SYSTEM,
+    attrs.GEN_AI_REQUEST_MODEL,
+    attrs.GEN_AI_RESPONSE_MODEL,
+    attrs.GEN_AI_RESPONSE_ID,
+    attrs.GEN_AI_USAGE_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_PROMPT_TOKENS,
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+    attrs.GEN_AI_USAGE_COMPLETION_TOKENS,
+    attrs.ERROR_TYPE,
+    attrs.SERVER_ADDRESS,
+    attrs.SERVER_PORT,
+}
 
 
 def any_value(value: AnyValue) -> object:
@@ -367,20 +396,62 @@ def _normalise(
     span: Span,
     values: dict[str, AnyValue],
 ) -> GenAISpan:
-    # Hot path: ``values`` holds only the keys present among _WANTED, so most gets miss cheaply and
-    # the decoding helpers run only for keys that are there.
+    # Hot path (profiled): ``values`` holds only keys of _WANTED. The common keys are read inline
+    # (typed field first, a decoding helper only for an unusual type); the rarer ones (cache and
+    # reasoning usage, agents, tools, cost, OpenInference, ...) are skipped with one set test.
     get = values.get
     convention = "gen_ai"
-    operation = _vs(get(attrs.GEN_AI_OPERATION_NAME))
-    provider = _vs(get(attrs.GEN_AI_PROVIDER_NAME))
+    v = get(_OPERATION)
+    operation = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_PROVIDER)
+    provider = (v.string_value or _vs(v)) if v is not None else ""
     if not provider:
-        provider = _vs(get(attrs.GEN_AI_SYSTEM))
+        provider = _vs(get(_SYSTEM))
         if provider:
             convention = "gen_ai_legacy"
-    request_model = _vs(get(attrs.GEN_AI_REQUEST_MODEL))
-    response_model = _vs(get(attrs.GEN_AI_RESPONSE_MODEL))
-    input_tokens = _vi(get(attrs.GEN_AI_USAGE_INPUT_TOKENS) or get(attrs.GEN_AI_USAGE_PROMPT_TOKENS))
-    output_tokens = _vi(get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS) or get(attrs.GEN_AI_USAGE_COMPLETION_TOKENS))
+    v = get(_REQUEST_MODEL)
+    request_model = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_RESPONSE_MODEL)
+    response_model = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_INPUT) or get(_PROMPT)
+    input_tokens = (v.int_value or _vi(v)) if v is not None else None
+    v = get(_OUTPUT) or get(_COMPLETION)
+    output_tokens = (v.int_value or _vi(v)) if v is not None else None
+    v = get(_RESPONSE_ID)
+    response_id = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_ERROR_TYPE)
+    error_type = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_SERVER_ADDRESS)
+    server_address = (v.string_value or _vs(v)) if v is not None else ""
+    v = get(_SERVER_PORT)
+    server_port = (v.int_value or _vi(v)) if v is not None else None
+    if _RARE.isdisjoint(values):
+        if not operation and convention == "gen_ai_legacy":
+            operation = "chat"
+        return GenAISpan(
+            resource,
+            resource_values,
+            scope_name,
+            span,
+            values,
+            convention,
+            operation,
+            _PROVIDER_RENAMES.get(provider, provider),
+            request_model,
+            response_model,
+            response_id,
+            input_tokens,
+            output_tokens,
+            None,
+            None,
+            None,
+            error_type,
+            server_address,
+            server_port,
+            None,
+            None,
+            "",
+        )
     cache_read = _vi(_first(values, _CACHE_READ_KEYS))
     cache_write = _vi(_first(values, _CACHE_WRITE_KEYS))
     reasoning = _vi(get(attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS))
@@ -404,42 +475,38 @@ def _normalise(
         reasoning = reasoning if reasoning is not None else _vi(get(_OI_REASONING))
     elif not operation and convention == "gen_ai_legacy":
         operation = "chat"
-    provider = _PROVIDER_RENAMES.get(provider, provider)
     # The conventions count cached input inside input_tokens. A source that reports fewer input tokens
     # than its cache reads and writes together used the raw Anthropic accounting, which leaves them out.
     if cache_read or cache_write:
         cached = (cache_read or 0) + (cache_write or 0)
         if input_tokens is not None and input_tokens < cached:
             input_tokens += cached
-    port = get(attrs.SERVER_PORT)
     ttfc = get(attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
     cost = get(attrs.GEN_AI_USAGE_COST_AMOUNT)
     stream = _first(values, _STREAM_KEYS)
     return GenAISpan(
-        resource=resource,
-        resource_attributes=resource_values,
-        scope_name=scope_name,
-        span=span,
-        values=values,
-        convention=convention,
-        operation=operation,
-        provider=provider,
-        request_model=request_model,
-        response_model=response_model,
-        response_id=_vs(get(attrs.GEN_AI_RESPONSE_ID)),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=reasoning,
-        error_type=_vs(get(attrs.ERROR_TYPE)),
-        server_address=_vs(get(attrs.SERVER_ADDRESS)),
-        server_port=None if port is None else _vi(port),
-        time_to_first_chunk_s=None
-        if ttfc is None
-        else _float(values, attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
-        cost_amount=None if cost is None else _float(values, attrs.GEN_AI_USAGE_COST_AMOUNT),
-        cost_currency=_vs(get(attrs.GEN_AI_USAGE_COST_CURRENCY)),
+        resource,
+        resource_values,
+        scope_name,
+        span,
+        values,
+        convention,
+        operation,
+        _PROVIDER_RENAMES.get(provider, provider),
+        request_model,
+        response_model,
+        response_id,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        reasoning,
+        error_type,
+        server_address,
+        server_port,
+        None if ttfc is None else _float(values, attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
+        None if cost is None else _float(values, attrs.GEN_AI_USAGE_COST_AMOUNT),
+        _vs(get(attrs.GEN_AI_USAGE_COST_CURRENCY)),
         agent_name=_vs(get(attrs.GEN_AI_AGENT_NAME)),
         tool_name=tool_name,
         tool_type=_vs(get(attrs.GEN_AI_TOOL_TYPE)),

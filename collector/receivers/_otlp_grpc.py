@@ -133,7 +133,7 @@ class GrpcTransport:
         """Stop accepting, give running calls ``timeout_s`` to finish, then cancel what is left."""
         server, self._server = self._server, None
         if server is not None:
-            server.stop(grace=max(timeout_s, 0.0)).wait(timeout_s + 1.0)
+            server.stop(grace=max(timeout_s, 0.0)).wait(timeout_s + 0.5)
 
     def _handler(self, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         intake = self._intake

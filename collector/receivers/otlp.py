@@ -21,6 +21,7 @@ with ``SO_REUSEPORT``; otherwise a port in use is an error at start, not a silen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -204,12 +205,13 @@ class OtlpReceiver:
 
     def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, let in-flight requests finish (up to ``timeout_s``), close every connection."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
         if self._http is not None:
             self._http.stop_accepting()
         if self._grpc is not None:
-            self._grpc.stop(timeout_s)
+            self._grpc.stop(max(0.0, deadline - time.monotonic()))
             self._grpc = None
-        self._intake.wait_idle(timeout_s)
+        self._intake.wait_idle(max(0.0, deadline - time.monotonic()))
         if self._http is not None:
             self._http.close_connections()
             self._http = None

@@ -350,3 +350,18 @@ def test_each_worker_gets_its_own_queue_file() -> None:
     assert _storage_file("/q/queue.sqlite", "otlp", "-w0") == Path("/q/queue-w0.sqlite")
     host.shared["collector.service.instance_id"] = "8b0e5c1e-uuid"
     assert _worker_suffix(host) == ""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shutdown_drains_the_queue_within_the_timeout(
+    run_service: Callable[[str], Service], backend_factory: Callable[..., FakeBackend], kind: str
+) -> None:
+    backend = backend_factory(kind, delay_s=0.05).start()  # slow: requests wait in the queue
+    service = run_service(config(backend))
+    send(service, 10)
+    started = time.monotonic()
+    service.shutdown(5.0)  # what SIGTERM does
+    assert time.monotonic() - started < 5.0
+    assert sorted(set(backend.markers())) == sorted(f"r{i}" for i in range(10))
+    name = exporter_name(backend)
+    assert sample(service, "otelcol_exporter_sent_spans_total", exporter=name) == 40

@@ -8,6 +8,7 @@ A missing value is the empty string, which exporters leave out, as the Collector
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -47,9 +48,7 @@ OTHER_ERROR = "_OTHER"
 
 def error_type(span: GenAISpan) -> str:
     """``error.type``, ``_OTHER`` for an ERROR status without one, else empty."""
-    if span.error_type:
-        return span.error_type
-    return OTHER_ERROR if span.is_error else ""
+    return span.error_type_label
 
 
 def _text(value: AnyValue | None) -> str:
@@ -90,26 +89,45 @@ _KNOWN: dict[str, Callable[[GenAISpan], str]] = {
 }
 
 
+# Dimension name -> GenAISpan attribute or property holding its text, for operator.attrgetter.
+_FIELDS: dict[str, str] = {
+    "service.name": "service_name",
+    attrs.GEN_AI_OPERATION_NAME: "operation",
+    attrs.GEN_AI_PROVIDER_NAME: "provider",
+    attrs.GEN_AI_SYSTEM: "provider",
+    attrs.GEN_AI_REQUEST_MODEL: "request_model",
+    attrs.GEN_AI_RESPONSE_MODEL: "response_model",
+    attrs.ERROR_TYPE: "error_type_label",
+    attrs.SERVER_ADDRESS: "server_address",
+    attrs.GEN_AI_AGENT_NAME: "agent_name",
+    attrs.GEN_AI_TOOL_NAME: "tool_name",
+}
 _INTERNED: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 class Dimensions:
     """Reads a fixed list of dimension values from spans; immutable and thread-safe."""
 
-    __slots__ = ("_readers", "names")
+    __slots__ = ("_getter", "_readers", "names")
 
     def __init__(self, names: Sequence[str]) -> None:
         # Interned, so that processors configured alike share the tuple and the per-span cache hits.
         key = tuple(names)
         self.names = _INTERNED.setdefault(key, key)
         self._readers = tuple(_KNOWN.get(name) or _generic(name) for name in self.names)
+        # When every dimension is a span field (the defaults are), one C-level attrgetter reads them all.
+        fields = [_FIELDS.get(name) for name in self.names]
+        self._getter: Callable[[GenAISpan], tuple[str, ...]] | None = None
+        if len(fields) > 1 and all(fields):
+            self._getter = operator.attrgetter(*fields)  # type: ignore[arg-type]
 
     def values(self, span: GenAISpan) -> tuple[str, ...]:
         """The dimension values of ``span``, in ``names`` order (cached on the span per name list)."""
         cached = span.dimension_cache
         if cached is not None and cached[0] is self.names:
             return cached[1]
-        values = tuple([read(span) for read in self._readers])
+        getter = self._getter
+        values = getter(span) if getter is not None else tuple([read(span) for read in self._readers])
         span.dimension_cache = (self.names, values)
         return values
 

@@ -306,6 +306,13 @@ class GenAISpan:
             )
         return found
 
+    @property
+    def error_type_label(self) -> str:
+        """``error.type`` as a metric dimension: the span's, ``_OTHER`` for an ERROR status without one."""
+        if self.error_type:
+            return self.error_type
+        return "_OTHER" if self.is_error else ""
+
     def attribute(self, key: str) -> object:
         """A span attribute, else a resource attribute, decoded; ``None`` when absent."""
         value = self.attributes.get(key)

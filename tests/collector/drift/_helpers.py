@@ -87,8 +87,9 @@ class SpanSpec:
     input_tokens: int = 100
     output_tokens: int = 50
     duration_s: float = 0.5
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"
     error_type: str = ""
+    answer: str | None = None
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -129,8 +130,18 @@ def request(
                 _kv("gen_ai.request.model", spec.model),
                 _kv("gen_ai.usage.input_tokens", spec.input_tokens),
                 _kv("gen_ai.usage.output_tokens", spec.output_tokens),
-                _kv("gen_ai.response.finish_reasons", [spec.finish_reason]),
             ]
+            if spec.finish_reason is not None:
+                attributes.append(_kv("gen_ai.response.finish_reasons", [spec.finish_reason]))
+            if spec.answer is not None:
+                output = [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": spec.answer}],
+                        "finish_reason": spec.finish_reason or "stop",
+                    }
+                ]
+                attributes.append(_kv("gen_ai.output.messages", json.dumps(output)))
             if spec.error_type:
                 attributes.append(_kv("error.type", spec.error_type))
             if spec.prompt is not None:

@@ -61,6 +61,17 @@ def test_features_of_a_span() -> None:
     assert features.categories[Signal.ERROR] == "timeout"
 
 
+def test_answer_text_and_finish_reason_from_output_messages() -> None:
+    (span,) = genai_spans([SpanSpec(prompt="q", answer="the answer", finish_reason=None)])
+    features = extract_features(span, want_prompt=False, want_answer=True)
+    assert features.prompt_text is None and features.answer_text == "the answer"
+    # No finish_reasons attribute: the output message's finish_reason is used.
+    assert features.categories[Signal.FINISH_REASON] == "stop"
+    (bare,) = genai_spans([SpanSpec(prompt=None, finish_reason=None)])
+    categories = extract_features(bare, want_prompt=True, want_answer=True).categories
+    assert Signal.FINISH_REASON not in categories and Signal.TOOL_CALL not in categories  # never guessed
+
+
 def test_reservoir_is_bounded_and_uniform() -> None:
     counts = np.zeros(100)
     for seed in range(400):

@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from scipy import stats
 
 from collector.component import ComponentId, CreateSettings, Host, Kind
+from collector.drift.embedders import EmbeddingError
 from collector.drift.features import Signal
 from collector.drift.references import ReferenceStore, save_reference, save_reference_from_config
 from collector.processors.drift import FACTORY, DriftProcessor, DriftProcessorConfig
@@ -394,3 +395,35 @@ def test_processor_false_alarms_per_window_and_events_per_decision(monkeypatch: 
     # Alarms per window at the level (two-sided 0.001 band), events per decision at most alpha.
     assert stats.binom.ppf(0.0005, 300, level) <= alarms <= stats.binom.ppf(0.9995, 300, level)
     assert float(stats.binomtest(events, 300, 0.2, alternative="greater").pvalue) > 0.001
+
+
+class _FailingEmbedder:
+    identity = "failing"
+
+    def embed(self, texts: Any) -> Any:
+        raise EmbeddingError("endpoint down")
+
+
+def test_embedding_failures_are_counted_and_logged_once_per_batch(caplog: pytest.LogCaptureFixture) -> None:
+    settings = CreateSettings(
+        id=ComponentId("drift"),
+        kind=Kind.PROCESSOR,
+        logger=logging.getLogger(_LOGGER),
+        telemetry=SelfTelemetry(),
+    )
+    processor = DriftProcessor(
+        _config(embedding={"batch_size": 10}), settings, embedder=_FailingEmbedder(), clock=FakeClock()
+    )
+    processor.process(batch([SpanSpec(prompt=f"q{i}") for i in range(25)]))
+    with caplog.at_level(logging.WARNING, logger=_LOGGER):
+        processor.run_pending()
+    assert processor.monitor.snapshot()["skipped"] == {"embed_error": 25}
+    assert [r.getMessage() for r in caplog.records] == ["drift embedding failed"] * 3
+
+
+def test_answer_embedding_signal() -> None:
+    rng = np.random.default_rng(9)
+    processor = _processor(_config(signals=["answer_embedding"]))
+    _feed(processor, [SpanSpec(prompt=None, answer=p) for p in prompts("billing", 120 + 60, rng)])
+    assert _state(processor, Signal.ANSWER_EMBEDDING) == 0.0
+    assert processor.monitor.snapshot()["spans_without_content"] == 0  # counted for prompts only

@@ -168,7 +168,9 @@ def test_steady_load_keeps_memory_fds_and_cardinality_flat() -> None:
     assert load.errors == []
     assert load.sent > 2000
     assert accepted == load.sent
-    assert grown_mib < 16, f"RSS grew {grown_mib:.1f} MiB after warm-up: {[s >> 20 for s in samples]}"
+    assert grown_mib < (24 if SLOW else 16), (
+        f"RSS grew {grown_mib:.1f} MiB after warm-up: {[s >> 20 for s in samples]}"
+    )
     assert fds_end - fds_warm <= 5
     assert instruments, "genai_metrics wrote nothing"
     assert all(len(instrument) <= LIMIT + 1 for instrument in instruments), {

@@ -558,3 +558,47 @@ def test_refusals_are_logged_once_then_summed(
     first, later = (record.fields for record in caplog.records)  # type: ignore[attr-defined]
     assert (first["requests"], first["items"]) == (1, 10)
     assert (later["requests"], later["items"], later["reason"]) == (2, 20, "queue is full")
+
+
+class _RefuseFirst:
+    """Refuses the first batch (like a full queue that then drains), passes the rest on."""
+
+    def __init__(self, downstream: Any) -> None:
+        self.downstream = downstream
+        self.refused = 0
+
+    def consume(self, batch: Any) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise RefusedError("busy for a moment", retry_after_s=0.2)
+        self.downstream.consume(batch)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_sdk_exporters_retry_after_a_refusal_and_deliver(receiver: Service, transport: str) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    port, http_port = receiver_ports(receiver)
+    otlp = receiver.component(Kind.RECEIVER, "otlp")
+    gate = _RefuseFirst(receiver.component(Kind.EXPORTER, "debug"))
+    otlp.bind({Signal.TRACES: gate})
+    exporter: Any
+    if transport == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        exporter = GrpcExporter(endpoint=f"127.0.0.1:{port}", insecure=True)
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        exporter = HttpExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": "sdk-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("op"):
+        pass
+    provider.shutdown()
+    assert gate.refused == 1
+    assert debug_items(receiver, Signal.TRACES) == 1  # delivered by the SDK's retry
+    assert sample(receiver, REFUSED, **labels(transport)) == 1
+    assert sample(receiver, ACCEPTED, **labels(transport)) == 1

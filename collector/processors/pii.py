@@ -109,7 +109,9 @@ class PiiProcessorConfig(ComponentConfig):
     )
     hash_length: int = Field(12, ge=4, le=64, description="Hex digits of the HMAC kept in a hash token.")
     kinds: list[PiiKind] = Field(
-        default_factory=lambda: list(PiiKind),
+        # Strings, validated into kinds, so that the generated reference prints plain names.
+        default_factory=lambda: [kind.value for kind in PiiKind],
+        validate_default=True,
         description="Built-in kinds to look for: email, phone, credit_card, iban, us_ssn, ip_address, api_key, jwt, bearer_token, secret.",
     )
     custom: list[PiiPatternConfig] = Field(default_factory=list, description="Extra patterns, each a kind.")

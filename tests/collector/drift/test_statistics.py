@@ -255,7 +255,7 @@ def test_event_rate_per_decision_is_at_most_alpha_with_two_in_a_row() -> None:
     alpha = 0.05
     rule = AlarmRule(alpha=alpha, consecutive=2)
     decisions = events = 0
-    for _ in range(40):  # 40 references, 30 windows each: 1200 decisions
+    for _ in range(30):  # 30 references, 30 windows each: 900 decisions
         reference = rng.normal(size=(200, 8))
         tracker = AlarmTracker(rule)
         for window in range(30):

@@ -36,9 +36,23 @@ Message content is off by default. To capture it on spans:
     OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
     OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY   # or EVENT_ONLY, SPAN_AND_EVENT
 
-SDKs that trace themselves (anthropic >= 1 opens `anthropic.messages.create` spans whenever a tracer
-provider is set): no second span is made; otel-llm adds what that span lacks and records the metrics.
-`OTEL_LLM_NATIVE_SDK_SPANS=metrics_only|duplicate` changes that (see `environment_variables`).
+SDKs that trace themselves (anthropic >= 1 opens `anthropic.messages.create` CLIENT spans, scope
+`com.anthropic.sdk.python`, whenever a tracer provider is set): when such a span is current at the
+transport, otel-llm makes no second span. The call's one GenAI span is then the SDK's: it keeps the
+SDK's name (`anthropic.messages.create`, not `chat {model}`; a span's name is the creator's) and its
+own usage attributes (cache writes as `gen_ai.usage.cache_write.input_tokens`), and otel-llm adds
+what it lacks while it is still open: `gen_ai.response.finish_reasons`, `otel_llm.stream.chunk_count`,
+`otel_llm.stream.time_to_last_chunk` and `otel_llm.stream.abandoned`. The metrics are otel-llm's as for
+any call. `OTEL_LLM_NATIVE_SDK_SPANS=metrics_only` leaves the SDK's span alone, `=duplicate` adds
+otel-llm's own span under it; `ANTHROPIC_OPEN_TELEMETRY=false` turns the SDK's spans off (then every
+call gets otel-llm's `chat {model}` span).
+
+Retries: the SDKs retry by sending again, and each attempt is its own span (the failed ones carry
+`error.type`). Redirects and auth round trips stay inside one span.
+
+Hook point: `httpx.Client.send` / `httpx2.Client.send` and their async twins (why: see
+`otel_llm._transport`). An HTTP span made by `opentelemetry-instrumentation-httpx` nests under the
+GenAI span. Requests sent without a client (`transport.handle_request` directly) are not seen.
 
 Usage never comes from a guess: a response without usage has no token attributes, and the counter
 `otel_llm.usage.missing` counts it. For OpenAI streams, ask for usage with

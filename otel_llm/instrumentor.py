@@ -8,6 +8,9 @@
 
 Registered under the `opentelemetry_instrumentor` entry point as `otel_llm`, so
 `opentelemetry-instrument python app.py` turns it on with no code change.
+
+The hooks sit on `Client.send` / `AsyncClient.send` of httpx and httpx2, not on the transports: see
+`otel_llm._transport` for why. The manual is the docstring of `otel_llm`.
 """
 
 from __future__ import annotations

@@ -602,3 +602,19 @@ def test_sdk_exporters_retry_after_a_refusal_and_deliver(receiver: Service, tran
     assert debug_items(receiver, Signal.TRACES) == 1  # delivered by the SDK's retry
     assert sample(receiver, REFUSED, **labels(transport)) == 1
     assert sample(receiver, ACCEPTED, **labels(transport)) == 1
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_port_in_use_fails_the_start(run_service: Callable[[str], Service], transport: str) -> None:
+    from collector.configuration import parse_config
+    from collector.errors import ComponentError
+
+    first = run_service(RECEIVER_ONLY.format(extra=""))
+    grpc_port, http_port = receiver_ports(first)
+    port = grpc_port if transport == "grpc" else http_port
+    text = RECEIVER_ONLY.format(extra="").replace(
+        f'{transport}: {{endpoint: "127.0.0.1:0"}}', f'{transport}: {{endpoint: "127.0.0.1:{port}"}}'
+    )
+    second = Service(parse_config(text))
+    with pytest.raises(ComponentError, match="cannot listen"):
+        second.start()

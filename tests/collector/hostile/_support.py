@@ -88,9 +88,9 @@ class Endpoints:
     def http_early_answer(self, path: str, body: bytes, headers: dict[str, str]) -> int:
         """Declare the whole body but send only its first 64 KiB, then read the answer.
 
-        For bodies over the limit, which the receiver answers before reading them: a client that
-        keeps sending may see a reset instead of the answer (see test_over_limit_answer_reaches_a_
-        client_still_sending), so the status code itself is checked this way.
+        For bodies over the limit, which the receiver answers before reading them: checks the status
+        code alone, whatever the receiver does with the rest of the body (test_over_limit_answer_
+        reaches_a_client_still_sending checks the client that keeps sending).
         """
         with socket.create_connection(("127.0.0.1", self.http_port), timeout=30) as sock:
             head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"

@@ -22,14 +22,17 @@ Thread safety: :class:`Canary` is driven by one thread (the canary extension's s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -114,6 +117,10 @@ class CanaryConfig(ComponentConfig):
         1.0, ge=0, description="Spend per rolling day from token counts × prices."
     )
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    directory: str | None = Field(
+        None,
+        description="Where baselines are saved (one JSON file per endpoint) and reloaded after a restart.",
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         names = [endpoint.name for endpoint in self.endpoints]
@@ -287,14 +294,73 @@ class Canary:
             config.max_probes_per_hour, config.max_probes_per_day, config.budget_usd_per_day, clock
         )
         self.baselines: dict[str, _Baseline] = {endpoint.name: _Baseline() for endpoint in config.endpoints}
+        self.directory = Path(config.directory) if config.directory else None
+        self._loaded = False
 
     def reset_baseline(self, endpoint: str) -> None:
         """Forget an endpoint's baseline (after an intended model change); the next runs rebuild it."""
         self.baselines[endpoint] = _Baseline()
+        for candidate in self.config.endpoints:
+            if candidate.name == endpoint and self.directory is not None:
+                self._baseline_path(candidate).unlink(missing_ok=True)
 
     def run_once(self) -> list[EndpointReport]:
         """One run over every endpoint; never raises for probe failures (counted in the report)."""
+        if not self._loaded:
+            self._loaded = True
+            self._load_baselines()
         return [self._run_endpoint(endpoint) for endpoint in self.config.endpoints]
+
+    # -- baseline files ----------------------------------------------------------------------------
+
+    def _baseline_path(self, endpoint: EndpointConfig) -> Path:
+        assert self.directory is not None
+        key = json.dumps([endpoint.name, endpoint.api, endpoint.url, endpoint.model])
+        return self.directory / f"canary-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+    def _save_baseline(self, endpoint: EndpointConfig, baseline: _Baseline) -> None:
+        if self.directory is None:
+            return
+        payload = {
+            "format": 1,
+            "endpoint": endpoint.name,
+            "model": endpoint.model,
+            "embedder": self.embedder.identity,
+            "prompts": list(self.config.prompts),
+            "answers": baseline.answers,
+            "fingerprints": sorted(baseline.fingerprints),
+            "runs": baseline.runs,
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self._baseline_path(endpoint)
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        os.replace(temporary, target)
+
+    def _load_baselines(self) -> None:
+        """Baselines saved by an earlier run with the same prompts and embedder; others are ignored.
+        The answers are embedded again (vectors are not stored), on the scheduler's thread."""
+        if self.directory is None:
+            return
+        for endpoint in self.config.endpoints:
+            try:
+                payload = json.loads(self._baseline_path(endpoint).read_text(encoding="utf-8"))
+                if (
+                    payload.get("format") != 1
+                    or payload.get("prompts") != list(self.config.prompts)
+                    or payload.get("embedder") != self.embedder.identity
+                ):
+                    continue
+                baseline = _Baseline(
+                    answers={p: [str(a) for a in payload["answers"][p]] for p in self.config.prompts},
+                    fingerprints=set(payload.get("fingerprints", [])),
+                    runs=int(payload["runs"]),
+                )
+                for prompt, texts in baseline.answers.items():
+                    baseline.vectors[prompt] = self.embedder.embed(texts)
+            except (OSError, ValueError, KeyError, TypeError, EmbeddingError):
+                continue
+            self.baselines[endpoint.name] = baseline
 
     def _run_endpoint(self, endpoint: EndpointConfig) -> EndpointReport:
         answers: dict[str, ProbeAnswer] = {}
@@ -337,6 +403,10 @@ class Canary:
             baseline.fingerprints.update(report.fingerprints)
             baseline.runs += 1
             report.phase = "baseline"
+            try:
+                self._save_baseline(endpoint, baseline)
+            except OSError:
+                report.errors += 1  # the baseline still works in memory; saving is retried next run
             return report
         report.phase = "compared"
         for prompt, text, vector in zip(self.config.prompts, texts, vectors, strict=True):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +243,50 @@ def test_duplicate_endpoint_names_are_a_config_problem() -> None:
     assert CanaryConfig.model_validate({"endpoints": [endpoint, endpoint]}).problems() == [
         ("endpoints", "expected unique names, got a more than once")
     ]
+
+
+def test_baselines_survive_a_restart(stand_in: StandIn, tmp_path: Path) -> None:
+    config = _config(stand_in.url, baseline_runs=2, directory=str(tmp_path))
+    first = Canary(config, HashingEmbedder(256))
+    assert [r.phase for r in first.run_once()] == ["baseline", "baseline"]
+    assert [r.phase for r in first.run_once()] == ["baseline", "baseline"]
+    assert len(list(tmp_path.glob("canary-*.json"))) == 2
+
+    stand_in.served = "B"  # the model changed while the collector was down
+    restarted = Canary(config, HashingEmbedder(256))
+    reports = restarted.run_once()
+    assert [r.phase for r in reports] == ["compared", "compared"]
+    assert all(r.changed for r in reports)
+
+    # Other prompts (or another embedder) make an old baseline meaningless: it is ignored.
+    other = Canary(
+        _config(
+            stand_in.url,
+            prompts=["List the first eight prime numbers, comma separated, nothing else."],
+            directory=str(tmp_path),
+        ),
+        HashingEmbedder(256),
+    )
+    assert [r.phase for r in other.run_once()] == ["baseline", "baseline"]
+    restarted.reset_baseline("gpt")
+    assert len(list(tmp_path.glob("canary-*.json"))) == 1
+
+
+def test_extension_scheduler_runs_at_start_and_stops(stand_in: StandIn) -> None:
+    settings = CreateSettings(
+        id=ComponentId("canary"),
+        kind=Kind.EXTENSION,
+        logger=logging.getLogger("canary.test"),
+        telemetry=SelfTelemetry(),
+    )
+    extension = CanaryExtension(_config(stand_in.url, interval="1h"), settings)
+    extension.start(Host(telemetry=SelfTelemetry()))
+    try:
+        for _ in range(500):
+            if extension.reports:
+                break
+            time.sleep(0.01)
+        assert [r.phase for r in extension.reports] == ["baseline", "baseline"]
+    finally:
+        extension.shutdown(2.0)
+    assert extension._thread is None

@@ -176,7 +176,7 @@ class DriftProcessorConfig(ComponentConfig):
             found.append(("window::min_size", f"expected at most window::size ({self.window.size})"))
         if self.window.step is not None and self.window.step > self.window.size:
             found.append(("window::step", f"expected at most window::size ({self.window.size})"))
-        if self.reference.min_size > self.reference.size:
+        if self.reference.mode == "period" and self.reference.min_size > self.reference.size:
             found.append(("reference::min_size", f"expected at most reference::size ({self.reference.size})"))
         folds = self.consecutive if self.window.step is None or self.window.step >= self.window.size else 1
         if self.reference.size < 10 * folds:

@@ -96,13 +96,29 @@ def test_factory_and_defaults() -> None:
         ),
         ({"window": {"size": 50, "step": 60}}, ("window::step", "expected at most window::size (50)")),
         ({"reference": {"mode": "file"}}, ("reference::directory", "required when reference::mode is file")),
+        (
+            {"reference": {"mode": "period", "size": 50, "min_size": 60}},
+            ("reference::min_size", "expected at most reference::size (50)"),
+        ),
+        (
+            {"reference": {"size": 30}, "consecutive": 4},
+            ("reference::size", "expected at least 40: each of the 4 reference folds needs 10 values"),
+        ),
         ({"signals": ["latency", "latency"]}, ("signals", "expected each signal once")),
         (
             {"permutations": 19, "alpha": 0.001, "consecutive": 1},
             ("permutations", "expected at least 6999 to reach the per-window level 0.000143, got 19"),
         ),
     ],
-    ids=["min-size", "step", "file-needs-directory", "duplicate-signal", "too-few-permutations"],
+    ids=[
+        "min-size",
+        "step",
+        "file-needs-directory",
+        "period-min-size",
+        "reference-folds",
+        "duplicate-signal",
+        "too-few-permutations",
+    ],
 )
 def test_config_problems(raw: dict[str, Any], problem: tuple[str, str]) -> None:
     assert problem in DriftProcessorConfig.model_validate(raw).problems()
@@ -427,3 +443,55 @@ def test_answer_embedding_signal() -> None:
     _feed(processor, [SpanSpec(prompt=None, answer=p) for p in prompts("billing", 120 + 60, rng)])
     assert _state(processor, Signal.ANSWER_EMBEDDING) == 0.0
     assert processor.monitor.snapshot()["spans_without_content"] == 0  # counted for prompts only
+
+
+def test_in_a_running_collector(run_service: Any, tmp_path: Path) -> None:
+    """OTLP/HTTP in, drift state out through the shared metric store; references written on the way."""
+    import urllib.request
+
+    from tests.collector.conftest import receiver_ports, wait_for
+
+    service = run_service(
+        f"""
+receivers:
+  otlp: {{protocols: {{http: {{endpoint: "127.0.0.1:0"}}}}}}
+processors:
+  drift:
+    signals: [prompt_embedding, output_tokens]
+    reference: {{size: 60, directory: "{tmp_path}"}}
+    window: {{size: 30, min_size: 10}}
+    embedding: {{max_per_minute: 100000}}
+exporters: {{debug: {{}}}}
+service:
+  telemetry: {{metrics: {{enabled: false}}, logs: {{level: warning}}}}
+  pipelines:
+    traces: {{receivers: [otlp], processors: [drift], exporters: [debug]}}
+"""
+    )
+    _, http_port = receiver_ports(service)
+    rng = np.random.default_rng(10)
+
+    def send(specs: list[SpanSpec]) -> None:
+        body = request(specs).SerializeToString()
+        post = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            data=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        with urllib.request.urlopen(post, timeout=10) as response:
+            assert response.status == 200
+
+    for topic in ["billing"] * 4 + ["cooking"] * 3:
+        send([SpanSpec(prompt=p, output_tokens=int(rng.poisson(50))) for p in prompts(topic, 30, rng)])
+        time.sleep(0.05)
+    processor = service.component(Kind.PROCESSOR, "drift")
+    assert wait_for(lambda: _state(processor, Signal.PROMPT_EMBEDDING) == 1.0, timeout_s=20)
+    store = service.host.shared["collector.metrics.store"]
+    states = {
+        dict(p.attributes)["otel_llm.drift.signal"]: p.value
+        for s in store.snapshot()
+        if s.name == m.OTEL_LLM_DRIFT_STATE
+        for p in s.points
+    }
+    assert states["prompt_embedding"] == 1.0
+    assert wait_for(lambda: len(list(tmp_path.glob("*.npz"))) == 2, timeout_s=5)

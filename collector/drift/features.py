@@ -124,16 +124,14 @@ _KEYS = frozenset(
 
 
 def drift_values(span: GenAISpan) -> dict[str, AnyValue]:
-    """The three attributes drift reads beyond the normalised fields, in one pass over the keys.
+    """The attributes drift reads beyond the normalised fields (finish reasons, messages).
 
-    Value wrappers are built only for these keys (building one per attribute is the expensive part
-    of a walk, see :mod:`collector.genai.spans`); the values stay undecoded until needed.
+    Taken from the span's lazily built attribute map, which every processor of the pipeline shares:
+    when another processor already built it this is free, otherwise it costs one walk over the keys,
+    the same as picking the keys out here. The values stay undecoded until needed.
     """
-    found: dict[str, AnyValue] = {}
-    for kv in span.span.attributes:
-        if kv.key in _KEYS:
-            found[kv.key] = kv.value
-    return found
+    attributes = span.attributes
+    return {key: attributes[key] for key in _KEYS if key in attributes}
 
 
 def extract_features(

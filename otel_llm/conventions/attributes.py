@@ -64,6 +64,12 @@ GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
 #: The chat history provided to the model as an input. (any; upstream)
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 
+#: The search query used to retrieve memories. (string; upstream)
+GEN_AI_MEMORY_QUERY_TEXT: Final = "gen_ai.memory.query.text"
+
+#: The memory records stored or retrieved in a memory operation. (any; upstream)
+GEN_AI_MEMORY_RECORDS: Final = "gen_ai.memory.records"
+
 #: Deprecated, use `gen_ai.output.type`. (enum; upstream)
 #: Deprecated: renamed to gen_ai.output.type.
 GEN_AI_OPENAI_REQUEST_RESPONSE_FORMAT: Final = "gen_ai.openai.request.response_format"
@@ -167,6 +173,12 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 #: response stream. (double; upstream)
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 
+#: The documents retrieved. (any; upstream)
+GEN_AI_RETRIEVAL_DOCUMENTS: Final = "gen_ai.retrieval.documents"
+
+#: The query text used for retrieval. (string; upstream)
+GEN_AI_RETRIEVAL_QUERY_TEXT: Final = "gen_ai.retrieval.query.text"
+
 #: Deprecated, use `gen_ai.provider.name` instead. (enum; upstream)
 #: Deprecated: renamed to gen_ai.provider.name.
 GEN_AI_SYSTEM: Final = "gen_ai.system"
@@ -182,8 +194,14 @@ GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
 #: The type of token being counted. (enum; upstream)
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 
+#: Parameters passed to the tool call. (any; upstream)
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+
 #: The tool call identifier. (string; upstream)
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+
+#: The result returned by the tool call (if any and if execution was successful). (any; upstream)
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 
 #: The list of tool definitions available to the GenAI agent or model. (any; upstream)
 GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
@@ -246,8 +264,19 @@ OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 #: A fingerprint to track any eventual change in the Generative AI environment. (string; upstream)
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
 
+#: True on the one series of a metric that aggregates the measurements of every new attribute set past the
+#: cardinality limit; that series carries no other attribute (OpenTelemetry metrics SDK name). (boolean; core
+#: registry)
+OTEL_METRIC_OVERFLOW: Final = "otel.metric.overflow"
+
 #: Signal of the pipeline, as the Collector's processorhelper records it. (enum; otel-llm)
 OTEL_SIGNAL: Final = "otel.signal"
+
+#: What became of an alert notification. (enum; otel-llm)
+OTEL_LLM_ALERT_NOTIFICATION_OUTCOME: Final = "otel_llm.alert.notification.outcome"
+
+#: Kind of notifier an alert notification was routed to. (enum; otel-llm)
+OTEL_LLM_ALERT_NOTIFIER: Final = "otel_llm.alert.notifier"
 
 #: Name of the alert rule. (string; otel-llm)
 OTEL_LLM_ALERT_RULE: Final = "otel_llm.alert.rule"
@@ -264,6 +293,15 @@ OTEL_LLM_DRIFT_SIGNAL: Final = "otel_llm.drift.signal"
 
 #: Kind of user feedback attached to a GenAI response. (enum; otel-llm)
 OTEL_LLM_FEEDBACK_KIND: Final = "otel_llm.feedback.kind"
+
+#: Positive, negative or neutral reading of one feedback item. (enum; otel-llm)
+OTEL_LLM_FEEDBACK_POLARITY: Final = "otel_llm.feedback.polarity"
+
+#: Why the feedback endpoint rejected a request. (enum; otel-llm)
+OTEL_LLM_FEEDBACK_REJECT_REASON: Final = "otel_llm.feedback.reject_reason"
+
+#: Why a feedback item was never joined to the span it is about. (enum; otel-llm)
+OTEL_LLM_FEEDBACK_UNJOINED_REASON: Final = "otel_llm.feedback.unjoined_reason"
 
 #: Numeric feedback value normalised to 0..1 (thumbs up = 1, down = 0); absent for labels and comments.
 #: (double; otel-llm)
@@ -294,6 +332,27 @@ OTEL_LLM_UNPRICED_REASON: Final = "otel_llm.unpriced.reason"
 
 #: The server reported no token usage for this call (set only to true). (boolean; otel-llm)
 OTEL_LLM_USAGE_MISSING: Final = "otel_llm.usage.missing"
+
+#: The baseline value of the compared dimension. (string; otel-llm)
+OTEL_LLM_VARIANT_A: Final = "otel_llm.variant.a"
+
+#: The candidate value of the compared dimension; differences are B minus A. (string; otel-llm)
+OTEL_LLM_VARIANT_B: Final = "otel_llm.variant.b"
+
+#: The span or resource attribute whose two values are compared. (string; otel-llm)
+OTEL_LLM_VARIANT_DIMENSION: Final = "otel_llm.variant.dimension"
+
+#: The quantity compared between the variants. (string; otel-llm)
+OTEL_LLM_VARIANT_METRIC: Final = "otel_llm.variant.metric"
+
+#: Name of a configured variant comparison (default `<a>_vs_<b>`). (string; otel-llm)
+OTEL_LLM_VARIANT_NAME: Final = "otel_llm.variant.name"
+
+#: Which variant a per-variant value belongs to. (enum; otel-llm)
+OTEL_LLM_VARIANT_SIDE: Final = "otel_llm.variant.side"
+
+#: The statistical test behind the p-value and interval. (string; otel-llm)
+OTEL_LLM_VARIANT_TEST: Final = "otel_llm.variant.test"
 
 #: Component id of the processor. (string; otel-llm)
 PROCESSOR: Final = "processor"
@@ -489,6 +548,38 @@ class OtelSignalValues:
     ALL: Final[frozenset[str]] = frozenset({TRACES, METRICS, LOGS})
 
 
+class OtelLlmAlertNotificationOutcomeValues:
+    """Values of `otel_llm.alert.notification.outcome`."""
+
+    #: The endpoint accepted it (possibly after retries).
+    SENT: Final = "sent"
+    #: Given up on after the last attempt, a permanent refusal, or shutdown during retries.
+    FAILED: Final = "failed"
+    #: Not queued because the route's queue was full.
+    DROPPED: Final = "dropped"
+    #: Not queued because it repeats the alert's known state (firing while open, resolved while closed).
+    DEDUPLICATED: Final = "deduplicated"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({SENT, FAILED, DROPPED, DEDUPLICATED})
+
+
+class OtelLlmAlertNotifierValues:
+    """Values of `otel_llm.alert.notifier`."""
+
+    #: Prometheus Alertmanager.
+    ALERTMANAGER: Final = "alertmanager"
+    #: PagerDuty Events API v2.
+    PAGERDUTY: Final = "pagerduty"
+    #: A Slack incoming webhook.
+    SLACK: Final = "slack"
+    #: A generic (optionally signed) JSON webhook; all configured webhooks share this value.
+    WEBHOOK: Final = "webhook"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({ALERTMANAGER, PAGERDUTY, SLACK, WEBHOOK})
+
+
 class OtelLlmAlertSeverityValues:
     """Values of `otel_llm.alert.severity`."""
 
@@ -526,9 +617,61 @@ class OtelLlmFeedbackKindValues:
     LABEL: Final = "label"
     #: Free text, no numeric value.
     COMMENT: Final = "comment"
+    #: The user corrected the answer; no numeric value.
+    CORRECTION: Final = "correction"
+    #: Implicit signal; the user asked a follow-up question.
+    FOLLOW_UP: Final = "follow_up"
+    #: Implicit signal; the user asked for the answer again.
+    REGENERATE: Final = "regenerate"
+    #: Implicit signal; the user copied the answer.
+    COPY: Final = "copy"
+    #: Implicit signal; the user left without using the answer.
+    ABANDONED: Final = "abandoned"
 
     #: Every value above, for membership tests.
-    ALL: Final[frozenset[str]] = frozenset({THUMBS, RATING, LABEL, COMMENT})
+    ALL: Final[frozenset[str]] = frozenset(
+        {THUMBS, RATING, LABEL, COMMENT, CORRECTION, FOLLOW_UP, REGENERATE, COPY, ABANDONED}
+    )
+
+
+class OtelLlmFeedbackPolarityValues:
+    """Values of `otel_llm.feedback.polarity`."""
+
+    #: The feedback approves of the answer.
+    POSITIVE: Final = "positive"
+    #: The feedback disapproves of the answer.
+    NEGATIVE: Final = "negative"
+    #: The feedback says neither.
+    NEUTRAL: Final = "neutral"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({POSITIVE, NEGATIVE, NEUTRAL})
+
+
+class OtelLlmFeedbackRejectReasonValues:
+    """Values of `otel_llm.feedback.reject_reason`."""
+
+    #: The body is not valid JSON or fails the feedback schema (HTTP 400).
+    INVALID: Final = "invalid"
+    #: Authentication failed or was missing (HTTP 401).
+    UNAUTHENTICATED: Final = "unauthenticated"
+    #: The body exceeds the size limit (HTTP 413).
+    TOO_LARGE: Final = "too_large"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({INVALID, UNAUTHENTICATED, TOO_LARGE})
+
+
+class OtelLlmFeedbackUnjoinedReasonValues:
+    """Values of `otel_llm.feedback.unjoined_reason`."""
+
+    #: The span the feedback names did not arrive within the join window.
+    EXPIRED: Final = "expired"
+    #: The list of feedback waiting for its span was full.
+    OVERFLOW: Final = "overflow"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({EXPIRED, OVERFLOW})
 
 
 class OtelLlmJudgeSkipReasonValues:
@@ -544,10 +687,25 @@ class OtelLlmJudgeSkipReasonValues:
     NO_CONTENT: Final = "no_content"
     #: The evaluation queue was full.
     QUEUE_FULL: Final = "queue_full"
+    #: The redactor failed on the content, so it was not sent to the judge model.
+    REDACTION_FAILED: Final = "redaction_failed"
+    #: The collector shut down before the span was evaluated.
+    SHUTDOWN: Final = "shutdown"
+    #: An unexpected error inside the judge processor (logged with its trace).
+    ERROR: Final = "error"
 
     #: Every value above, for membership tests.
     ALL: Final[frozenset[str]] = frozenset(
-        {SAMPLED_OUT, BUDGET_EXHAUSTED, RATE_LIMITED, NO_CONTENT, QUEUE_FULL}
+        {
+            SAMPLED_OUT,
+            BUDGET_EXHAUSTED,
+            RATE_LIMITED,
+            NO_CONTENT,
+            QUEUE_FULL,
+            REDACTION_FAILED,
+            SHUTDOWN,
+            ERROR,
+        }
     )
 
 
@@ -569,6 +727,18 @@ class OtelLlmUnpricedReasonValues:
     ALL: Final[frozenset[str]] = frozenset(
         {UNKNOWN_MODEL, UNKNOWN_PROVIDER, MISSING_MODEL, MISSING_USAGE, UNSUPPORTED_CURRENCY}
     )
+
+
+class OtelLlmVariantSideValues:
+    """Values of `otel_llm.variant.side`."""
+
+    #: The baseline variant.
+    A: Final = "a"
+    #: The candidate variant.
+    B: Final = "b"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({A, B})
 
 
 #: Legacy attribute name -> current name; apply before reading any gen_ai.* attribute.
@@ -654,6 +824,8 @@ __all__ = [
     "GEN_AI_EVALUATION_SCORE_LABEL",
     "GEN_AI_EVALUATION_SCORE_VALUE",
     "GEN_AI_INPUT_MESSAGES",
+    "GEN_AI_MEMORY_QUERY_TEXT",
+    "GEN_AI_MEMORY_RECORDS",
     "GEN_AI_OPENAI_REQUEST_RESPONSE_FORMAT",
     "GEN_AI_OPENAI_REQUEST_SEED",
     "GEN_AI_OPENAI_REQUEST_SERVICE_TIER",
@@ -684,11 +856,15 @@ __all__ = [
     "GEN_AI_RESPONSE_ID",
     "GEN_AI_RESPONSE_MODEL",
     "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK",
+    "GEN_AI_RETRIEVAL_DOCUMENTS",
+    "GEN_AI_RETRIEVAL_QUERY_TEXT",
     "GEN_AI_SYSTEM",
     "GEN_AI_SYSTEM_INSTRUCTIONS",
     "GEN_AI_TOKEN_MODALITY",
     "GEN_AI_TOKEN_TYPE",
+    "GEN_AI_TOOL_CALL_ARGUMENTS",
     "GEN_AI_TOOL_CALL_ID",
+    "GEN_AI_TOOL_CALL_RESULT",
     "GEN_AI_TOOL_DEFINITIONS",
     "GEN_AI_TOOL_NAME",
     "GEN_AI_TOOL_TYPE",
@@ -710,11 +886,16 @@ __all__ = [
     "OPENAI_REQUEST_SERVICE_TIER",
     "OPENAI_RESPONSE_SERVICE_TIER",
     "OPENAI_RESPONSE_SYSTEM_FINGERPRINT",
+    "OTEL_LLM_ALERT_NOTIFICATION_OUTCOME",
+    "OTEL_LLM_ALERT_NOTIFIER",
     "OTEL_LLM_ALERT_RULE",
     "OTEL_LLM_ALERT_SEVERITY",
     "OTEL_LLM_ALERT_STATE",
     "OTEL_LLM_DRIFT_SIGNAL",
     "OTEL_LLM_FEEDBACK_KIND",
+    "OTEL_LLM_FEEDBACK_POLARITY",
+    "OTEL_LLM_FEEDBACK_REJECT_REASON",
+    "OTEL_LLM_FEEDBACK_UNJOINED_REASON",
     "OTEL_LLM_FEEDBACK_VALUE",
     "OTEL_LLM_INSTANCE_ID",
     "OTEL_LLM_JUDGE_SKIP_REASON",
@@ -724,6 +905,14 @@ __all__ = [
     "OTEL_LLM_STREAM_TIME_TO_LAST_CHUNK",
     "OTEL_LLM_UNPRICED_REASON",
     "OTEL_LLM_USAGE_MISSING",
+    "OTEL_LLM_VARIANT_A",
+    "OTEL_LLM_VARIANT_B",
+    "OTEL_LLM_VARIANT_DIMENSION",
+    "OTEL_LLM_VARIANT_METRIC",
+    "OTEL_LLM_VARIANT_NAME",
+    "OTEL_LLM_VARIANT_SIDE",
+    "OTEL_LLM_VARIANT_TEST",
+    "OTEL_METRIC_OVERFLOW",
     "OTEL_SIGNAL",
     "OUTPUT_TYPE_VALUE_RENAMES",
     "PROCESSOR",
@@ -742,10 +931,16 @@ __all__ = [
     "GenAiTokenTypeValues",
     "GenAiUsageCostSourceValues",
     "OpenaiApiTypeValues",
+    "OtelLlmAlertNotificationOutcomeValues",
+    "OtelLlmAlertNotifierValues",
     "OtelLlmAlertSeverityValues",
     "OtelLlmAlertStateValues",
     "OtelLlmFeedbackKindValues",
+    "OtelLlmFeedbackPolarityValues",
+    "OtelLlmFeedbackRejectReasonValues",
+    "OtelLlmFeedbackUnjoinedReasonValues",
     "OtelLlmJudgeSkipReasonValues",
     "OtelLlmUnpricedReasonValues",
+    "OtelLlmVariantSideValues",
     "OtelSignalValues",
 ]

@@ -448,6 +448,11 @@ GEN_AI_WORKFLOW_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     7200.0,
 )
 
+#: counter in {notification}; otel-llm.
+OTEL_LLM_ALERT_NOTIFICATIONS: Final = "otel_llm.alert.notifications"
+OTEL_LLM_ALERT_NOTIFICATIONS_UNIT: Final = "{notification}"
+OTEL_LLM_ALERT_NOTIFICATIONS_DESCRIPTION: Final = "Alert notifications by notifier and outcome."
+
 #: gauge in 1; otel-llm.
 OTEL_LLM_ALERT_STATE: Final = "otel_llm.alert.state"
 OTEL_LLM_ALERT_STATE_UNIT: Final = "1"
@@ -514,13 +519,35 @@ OTEL_LLM_EVALUATION_SPANS_WITHOUT_CONTENT_DESCRIPTION: Final = (
 #: counter in {feedback}; otel-llm.
 OTEL_LLM_FEEDBACK: Final = "otel_llm.feedback"
 OTEL_LLM_FEEDBACK_UNIT: Final = "{feedback}"
-OTEL_LLM_FEEDBACK_DESCRIPTION: Final = "User feedback items received for GenAI responses."
+OTEL_LLM_FEEDBACK_DESCRIPTION: Final = "User feedback items joined to the GenAI responses they are about."
 
 #: gauge in 1; otel-llm.
 OTEL_LLM_FEEDBACK_COVERAGE: Final = "otel_llm.feedback.coverage"
 OTEL_LLM_FEEDBACK_COVERAGE_UNIT: Final = "1"
 OTEL_LLM_FEEDBACK_COVERAGE_DESCRIPTION: Final = (
     "Share (0..1) of GenAI responses in the window that received user feedback."
+)
+
+#: gauge in 1; otel-llm.
+OTEL_LLM_FEEDBACK_POSITIVE: Final = "otel_llm.feedback.positive"
+OTEL_LLM_FEEDBACK_POSITIVE_UNIT: Final = "1"
+OTEL_LLM_FEEDBACK_POSITIVE_DESCRIPTION: Final = (
+    "Share (0..1) of positive among the positive and negative feedback items on the GenAI responses in the "
+    "window; neutral items are left out."
+)
+
+#: counter in {request}; otel-llm.
+OTEL_LLM_FEEDBACK_REJECTED: Final = "otel_llm.feedback.rejected"
+OTEL_LLM_FEEDBACK_REJECTED_UNIT: Final = "{request}"
+OTEL_LLM_FEEDBACK_REJECTED_DESCRIPTION: Final = (
+    "Feedback requests the feedback endpoint rejected (HTTP 400, 401 or 413), by reason."
+)
+
+#: counter in {feedback}; otel-llm.
+OTEL_LLM_FEEDBACK_UNJOINED: Final = "otel_llm.feedback.unjoined"
+OTEL_LLM_FEEDBACK_UNJOINED_UNIT: Final = "{feedback}"
+OTEL_LLM_FEEDBACK_UNJOINED_DESCRIPTION: Final = (
+    "User feedback items that never met the span they are about, by reason."
 )
 
 #: gauge in %; otel-llm.
@@ -552,11 +579,12 @@ OTEL_LLM_JUDGE_SKIPPED: Final = "otel_llm.judge.skipped"
 OTEL_LLM_JUDGE_SKIPPED_UNIT: Final = "{span}"
 OTEL_LLM_JUDGE_SKIPPED_DESCRIPTION: Final = "Spans the LLM judge did not evaluate, by reason."
 
-#: counter in {series}; otel-llm.
+#: counter in {point}; otel-llm.
 OTEL_LLM_METRIC_OVERFLOW: Final = "otel_llm.metric.overflow"
-OTEL_LLM_METRIC_OVERFLOW_UNIT: Final = "{series}"
+OTEL_LLM_METRIC_OVERFLOW_UNIT: Final = "{point}"
 OTEL_LLM_METRIC_OVERFLOW_DESCRIPTION: Final = (
-    "New series folded into the overflow series because a metric reached its cardinality limit."
+    "Points (measurements) of new series folded into the overflow series (otel.metric.overflow=true) because "
+    "a metric reached its cardinality limit; counts points, not series."
 )
 
 #: counter in {request}; otel-llm.
@@ -570,6 +598,42 @@ OTEL_LLM_RECEIVER_UNAUTHENTICATED_DESCRIPTION: Final = (
 OTEL_LLM_REQUESTS: Final = "otel_llm.requests"
 OTEL_LLM_REQUESTS_UNIT: Final = "{request}"
 OTEL_LLM_REQUESTS_DESCRIPTION: Final = "GenAI requests seen (one per GenAI client span), successful or not."
+
+#: histogram in {document}; otel-llm.
+OTEL_LLM_RETRIEVAL_DOCUMENTS: Final = "otel_llm.retrieval.documents"
+OTEL_LLM_RETRIEVAL_DOCUMENTS_UNIT: Final = "{document}"
+OTEL_LLM_RETRIEVAL_DOCUMENTS_DESCRIPTION: Final = "Documents returned per retrieval operation."
+OTEL_LLM_RETRIEVAL_DOCUMENTS_BUCKETS: Final[tuple[float, ...]] = (
+    0.0,
+    1.0,
+    2.0,
+    4.0,
+    8.0,
+    16.0,
+    32.0,
+    64.0,
+    128.0,
+    256.0,
+)
+
+#: histogram in 1; otel-llm.
+OTEL_LLM_RETRIEVAL_SCORE: Final = "otel_llm.retrieval.score"
+OTEL_LLM_RETRIEVAL_SCORE_UNIT: Final = "1"
+OTEL_LLM_RETRIEVAL_SCORE_DESCRIPTION: Final = (
+    "Relevance scores of the documents returned by retrieval operations, one point per scored document."
+)
+OTEL_LLM_RETRIEVAL_SCORE_BUCKETS: Final[tuple[float, ...]] = (
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+)
 
 #: counter in {span}; otel-llm.
 OTEL_LLM_SPANS_MERGED: Final = "otel_llm.spans.merged"
@@ -587,6 +651,41 @@ OTEL_LLM_SPANS_UNPRICED_DESCRIPTION: Final = "GenAI spans the collector could no
 OTEL_LLM_USAGE_MISSING: Final = "otel_llm.usage.missing"
 OTEL_LLM_USAGE_MISSING_UNIT: Final = "{request}"
 OTEL_LLM_USAGE_MISSING_DESCRIPTION: Final = "GenAI requests for which the server reported no token usage."
+
+#: gauge in 1; otel-llm.
+OTEL_LLM_VARIANT_CI_LOWER: Final = "otel_llm.variant.ci.lower"
+OTEL_LLM_VARIANT_CI_LOWER_UNIT: Final = "1"
+OTEL_LLM_VARIANT_CI_LOWER_DESCRIPTION: Final = (
+    "Lower bound of the confidence interval of otel_llm.variant.difference."
+)
+
+#: gauge in 1; otel-llm.
+OTEL_LLM_VARIANT_CI_UPPER: Final = "otel_llm.variant.ci.upper"
+OTEL_LLM_VARIANT_CI_UPPER_UNIT: Final = "1"
+OTEL_LLM_VARIANT_CI_UPPER_DESCRIPTION: Final = (
+    "Upper bound of the confidence interval of otel_llm.variant.difference."
+)
+
+#: gauge in 1; otel-llm.
+OTEL_LLM_VARIANT_DIFFERENCE: Final = "otel_llm.variant.difference"
+OTEL_LLM_VARIANT_DIFFERENCE_UNIT: Final = "1"
+OTEL_LLM_VARIANT_DIFFERENCE_DESCRIPTION: Final = (
+    "Difference B minus A of the compared quantity between two variants."
+)
+
+#: gauge in 1; otel-llm.
+OTEL_LLM_VARIANT_P_VALUE: Final = "otel_llm.variant.p_value"
+OTEL_LLM_VARIANT_P_VALUE_UNIT: Final = "1"
+OTEL_LLM_VARIANT_P_VALUE_DESCRIPTION: Final = (
+    "p-value of the test (otel_llm.variant.test) that the two variants differ in the compared quantity."
+)
+
+#: gauge in {sample}; otel-llm.
+OTEL_LLM_VARIANT_SAMPLES: Final = "otel_llm.variant.samples"
+OTEL_LLM_VARIANT_SAMPLES_UNIT: Final = "{sample}"
+OTEL_LLM_VARIANT_SAMPLES_DESCRIPTION: Final = (
+    "Observations of each variant behind the comparison of one quantity."
+)
 
 #: counter in {span}; otel-llm.
 OTELCOL_EXPORTER_ENQUEUE_FAILED_SPANS: Final = "otelcol.exporter.enqueue_failed_spans"
@@ -1050,13 +1149,32 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             attributes=("error.type", "gen_ai.workflow.name"),
             stability="development",
         ),
+        OTEL_LLM_ALERT_NOTIFICATIONS: MetricSpec(
+            name=OTEL_LLM_ALERT_NOTIFICATIONS,
+            instrument="counter",
+            unit=OTEL_LLM_ALERT_NOTIFICATIONS_UNIT,
+            description=OTEL_LLM_ALERT_NOTIFICATIONS_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.alert.notifier",
+                "otel_llm.alert.notification.outcome",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
         OTEL_LLM_ALERT_STATE: MetricSpec(
             name=OTEL_LLM_ALERT_STATE,
             instrument="gauge",
             unit=OTEL_LLM_ALERT_STATE_UNIT,
             description=OTEL_LLM_ALERT_STATE_DESCRIPTION,
             buckets=None,
-            attributes=("otel_llm.alert.rule", "otel_llm.alert.severity", "otel_llm.alert.state"),
+            attributes=(
+                "otel_llm.alert.rule",
+                "otel_llm.alert.severity",
+                "otel_llm.alert.state",
+                "gen_ai.request.model",
+                "otel_llm.instance.id",
+            ),
             stability="development",
         ),
         OTEL_LLM_COST: MetricSpec(
@@ -1134,6 +1252,7 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
                 "gen_ai.operation.name",
                 "gen_ai.provider.name",
                 "gen_ai.request.model",
+                "gen_ai.prompt.version",
                 "otel_llm.instance.id",
             ),
             stability="development",
@@ -1160,8 +1279,11 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             buckets=None,
             attributes=(
                 "otel_llm.feedback.kind",
+                "otel_llm.feedback.polarity",
+                "gen_ai.operation.name",
                 "gen_ai.provider.name",
                 "gen_ai.request.model",
+                "gen_ai.prompt.version",
                 "otel_llm.instance.id",
             ),
             stability="development",
@@ -1172,7 +1294,50 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             unit=OTEL_LLM_FEEDBACK_COVERAGE_UNIT,
             description=OTEL_LLM_FEEDBACK_COVERAGE_DESCRIPTION,
             buckets=None,
-            attributes=("gen_ai.request.model", "otel_llm.instance.id"),
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "gen_ai.prompt.version",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_FEEDBACK_POSITIVE: MetricSpec(
+            name=OTEL_LLM_FEEDBACK_POSITIVE,
+            instrument="gauge",
+            unit=OTEL_LLM_FEEDBACK_POSITIVE_UNIT,
+            description=OTEL_LLM_FEEDBACK_POSITIVE_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "gen_ai.prompt.version",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_FEEDBACK_REJECTED: MetricSpec(
+            name=OTEL_LLM_FEEDBACK_REJECTED,
+            instrument="counter",
+            unit=OTEL_LLM_FEEDBACK_REJECTED_UNIT,
+            description=OTEL_LLM_FEEDBACK_REJECTED_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.feedback.reject_reason", "otel_llm.instance.id"),
+            stability="development",
+        ),
+        OTEL_LLM_FEEDBACK_UNJOINED: MetricSpec(
+            name=OTEL_LLM_FEEDBACK_UNJOINED,
+            instrument="counter",
+            unit=OTEL_LLM_FEEDBACK_UNJOINED_UNIT,
+            description=OTEL_LLM_FEEDBACK_UNJOINED_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.feedback.kind",
+                "otel_llm.feedback.unjoined_reason",
+                "otel_llm.instance.id",
+            ),
             stability="development",
         ),
         OTEL_LLM_HEALTH_SCORE: MetricSpec(
@@ -1266,13 +1431,52 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             ),
             stability="development",
         ),
+        OTEL_LLM_RETRIEVAL_DOCUMENTS: MetricSpec(
+            name=OTEL_LLM_RETRIEVAL_DOCUMENTS,
+            instrument="histogram",
+            unit=OTEL_LLM_RETRIEVAL_DOCUMENTS_UNIT,
+            description=OTEL_LLM_RETRIEVAL_DOCUMENTS_DESCRIPTION,
+            buckets=OTEL_LLM_RETRIEVAL_DOCUMENTS_BUCKETS,
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "gen_ai.response.model",
+                "error.type",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_RETRIEVAL_SCORE: MetricSpec(
+            name=OTEL_LLM_RETRIEVAL_SCORE,
+            instrument="histogram",
+            unit=OTEL_LLM_RETRIEVAL_SCORE_UNIT,
+            description=OTEL_LLM_RETRIEVAL_SCORE_DESCRIPTION,
+            buckets=OTEL_LLM_RETRIEVAL_SCORE_BUCKETS,
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "gen_ai.response.model",
+                "error.type",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
         OTEL_LLM_SPANS_MERGED: MetricSpec(
             name=OTEL_LLM_SPANS_MERGED,
             instrument="counter",
             unit=OTEL_LLM_SPANS_MERGED_UNIT,
             description=OTEL_LLM_SPANS_MERGED_DESCRIPTION,
             buckets=None,
-            attributes=("gen_ai.provider.name", "otel_llm.instance.id"),
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "gen_ai.response.model",
+                "error.type",
+                "otel_llm.instance.id",
+            ),
             stability="development",
         ),
         OTEL_LLM_SPANS_UNPRICED: MetricSpec(
@@ -1302,6 +1506,92 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
                 "gen_ai.response.model",
                 "server.address",
                 "server.port",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_VARIANT_CI_LOWER: MetricSpec(
+            name=OTEL_LLM_VARIANT_CI_LOWER,
+            instrument="gauge",
+            unit=OTEL_LLM_VARIANT_CI_LOWER_UNIT,
+            description=OTEL_LLM_VARIANT_CI_LOWER_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.variant.name",
+                "otel_llm.variant.dimension",
+                "otel_llm.variant.a",
+                "otel_llm.variant.b",
+                "otel_llm.variant.metric",
+                "otel_llm.variant.test",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_VARIANT_CI_UPPER: MetricSpec(
+            name=OTEL_LLM_VARIANT_CI_UPPER,
+            instrument="gauge",
+            unit=OTEL_LLM_VARIANT_CI_UPPER_UNIT,
+            description=OTEL_LLM_VARIANT_CI_UPPER_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.variant.name",
+                "otel_llm.variant.dimension",
+                "otel_llm.variant.a",
+                "otel_llm.variant.b",
+                "otel_llm.variant.metric",
+                "otel_llm.variant.test",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_VARIANT_DIFFERENCE: MetricSpec(
+            name=OTEL_LLM_VARIANT_DIFFERENCE,
+            instrument="gauge",
+            unit=OTEL_LLM_VARIANT_DIFFERENCE_UNIT,
+            description=OTEL_LLM_VARIANT_DIFFERENCE_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.variant.name",
+                "otel_llm.variant.dimension",
+                "otel_llm.variant.a",
+                "otel_llm.variant.b",
+                "otel_llm.variant.metric",
+                "otel_llm.variant.test",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_VARIANT_P_VALUE: MetricSpec(
+            name=OTEL_LLM_VARIANT_P_VALUE,
+            instrument="gauge",
+            unit=OTEL_LLM_VARIANT_P_VALUE_UNIT,
+            description=OTEL_LLM_VARIANT_P_VALUE_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.variant.name",
+                "otel_llm.variant.dimension",
+                "otel_llm.variant.a",
+                "otel_llm.variant.b",
+                "otel_llm.variant.metric",
+                "otel_llm.variant.test",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_VARIANT_SAMPLES: MetricSpec(
+            name=OTEL_LLM_VARIANT_SAMPLES,
+            instrument="gauge",
+            unit=OTEL_LLM_VARIANT_SAMPLES_UNIT,
+            description=OTEL_LLM_VARIANT_SAMPLES_DESCRIPTION,
+            buckets=None,
+            attributes=(
+                "otel_llm.variant.name",
+                "otel_llm.variant.dimension",
+                "otel_llm.variant.a",
+                "otel_llm.variant.b",
+                "otel_llm.variant.metric",
+                "otel_llm.variant.test",
+                "otel_llm.variant.side",
                 "otel_llm.instance.id",
             ),
             stability="development",
@@ -1634,6 +1924,9 @@ __all__ = [
     "OTELCOL_RECEIVER_REFUSED_SPANS",
     "OTELCOL_RECEIVER_REFUSED_SPANS_DESCRIPTION",
     "OTELCOL_RECEIVER_REFUSED_SPANS_UNIT",
+    "OTEL_LLM_ALERT_NOTIFICATIONS",
+    "OTEL_LLM_ALERT_NOTIFICATIONS_DESCRIPTION",
+    "OTEL_LLM_ALERT_NOTIFICATIONS_UNIT",
     "OTEL_LLM_ALERT_STATE",
     "OTEL_LLM_ALERT_STATE_DESCRIPTION",
     "OTEL_LLM_ALERT_STATE_UNIT",
@@ -1664,7 +1957,16 @@ __all__ = [
     "OTEL_LLM_FEEDBACK_COVERAGE_DESCRIPTION",
     "OTEL_LLM_FEEDBACK_COVERAGE_UNIT",
     "OTEL_LLM_FEEDBACK_DESCRIPTION",
+    "OTEL_LLM_FEEDBACK_POSITIVE",
+    "OTEL_LLM_FEEDBACK_POSITIVE_DESCRIPTION",
+    "OTEL_LLM_FEEDBACK_POSITIVE_UNIT",
+    "OTEL_LLM_FEEDBACK_REJECTED",
+    "OTEL_LLM_FEEDBACK_REJECTED_DESCRIPTION",
+    "OTEL_LLM_FEEDBACK_REJECTED_UNIT",
     "OTEL_LLM_FEEDBACK_UNIT",
+    "OTEL_LLM_FEEDBACK_UNJOINED",
+    "OTEL_LLM_FEEDBACK_UNJOINED_DESCRIPTION",
+    "OTEL_LLM_FEEDBACK_UNJOINED_UNIT",
     "OTEL_LLM_HEALTH_SCORE",
     "OTEL_LLM_HEALTH_SCORE_DESCRIPTION",
     "OTEL_LLM_HEALTH_SCORE_UNIT",
@@ -1689,6 +1991,14 @@ __all__ = [
     "OTEL_LLM_REQUESTS",
     "OTEL_LLM_REQUESTS_DESCRIPTION",
     "OTEL_LLM_REQUESTS_UNIT",
+    "OTEL_LLM_RETRIEVAL_DOCUMENTS",
+    "OTEL_LLM_RETRIEVAL_DOCUMENTS_BUCKETS",
+    "OTEL_LLM_RETRIEVAL_DOCUMENTS_DESCRIPTION",
+    "OTEL_LLM_RETRIEVAL_DOCUMENTS_UNIT",
+    "OTEL_LLM_RETRIEVAL_SCORE",
+    "OTEL_LLM_RETRIEVAL_SCORE_BUCKETS",
+    "OTEL_LLM_RETRIEVAL_SCORE_DESCRIPTION",
+    "OTEL_LLM_RETRIEVAL_SCORE_UNIT",
     "OTEL_LLM_SPANS_MERGED",
     "OTEL_LLM_SPANS_MERGED_DESCRIPTION",
     "OTEL_LLM_SPANS_MERGED_UNIT",
@@ -1698,5 +2008,20 @@ __all__ = [
     "OTEL_LLM_USAGE_MISSING",
     "OTEL_LLM_USAGE_MISSING_DESCRIPTION",
     "OTEL_LLM_USAGE_MISSING_UNIT",
+    "OTEL_LLM_VARIANT_CI_LOWER",
+    "OTEL_LLM_VARIANT_CI_LOWER_DESCRIPTION",
+    "OTEL_LLM_VARIANT_CI_LOWER_UNIT",
+    "OTEL_LLM_VARIANT_CI_UPPER",
+    "OTEL_LLM_VARIANT_CI_UPPER_DESCRIPTION",
+    "OTEL_LLM_VARIANT_CI_UPPER_UNIT",
+    "OTEL_LLM_VARIANT_DIFFERENCE",
+    "OTEL_LLM_VARIANT_DIFFERENCE_DESCRIPTION",
+    "OTEL_LLM_VARIANT_DIFFERENCE_UNIT",
+    "OTEL_LLM_VARIANT_P_VALUE",
+    "OTEL_LLM_VARIANT_P_VALUE_DESCRIPTION",
+    "OTEL_LLM_VARIANT_P_VALUE_UNIT",
+    "OTEL_LLM_VARIANT_SAMPLES",
+    "OTEL_LLM_VARIANT_SAMPLES_DESCRIPTION",
+    "OTEL_LLM_VARIANT_SAMPLES_UNIT",
     "MetricSpec",
 ]

@@ -323,10 +323,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
     issue("server", ["-days", "2"])
     issue("client", ["-days", "2"])
-    # An expired certificate: valid yesterday only. openssl 3.0 x509 has no -not_after, so use `ca`.
-    expired_args = _expired_args(d)
-    issue("expired", expired_args)
-    issue("expired_client", expired_args)
+    # Expired certificates: `-days -1` puts notAfter a day before notBefore (now), so any check fails
+    # with "certificate has expired" (openssl 3.0's x509 has no -not_after).
+    issue("expired", ["-days", "-1"])
+    issue("expired_client", ["-days", "-1"])
     return Certs(
         ca=d / "ca.pem",
         server_cert=d / "server.pem",
@@ -338,11 +338,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
         expired_client_cert=d / "expired_client.pem",
         expired_client_key=d / "expired_client.key",
     )
-
-
-def _expired_args(d: Path) -> list[str]:
-    """x509 arguments that make an already-expired certificate (``-days -1`` is accepted by OpenSSL 3)."""
-    return ["-days", "-1"]
 
 
 @contextlib.contextmanager

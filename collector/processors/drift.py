@@ -296,7 +296,11 @@ class DriftProcessor:
         texts: list[tuple[tuple[str, ...], DriftSignal, str]] = []
         unread = 0
         for span in spans:
-            due, wanted, left = self.monitor.observe_span(span, now, want_text=len(texts) < budget)
+            try:
+                due, wanted, left = self.monitor.observe_span(span, now, want_text=len(texts) < budget)
+            except Exception:  # bad data is counted and dropped here; the batch always goes on unchanged
+                self.monitor.count_skipped("bad_span")
+                continue
             decisions.extend(due)
             texts.extend(wanted)
             unread += left

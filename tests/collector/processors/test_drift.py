@@ -495,3 +495,15 @@ service:
     }
     assert states["prompt_embedding"] == 1.0
     assert wait_for(lambda: len(list(tmp_path.glob("*.npz"))) == 2, timeout_s=5)
+
+
+def test_a_span_that_breaks_feature_reading_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    processor = _processor(_config())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("unexpected attribute shape")
+
+    monkeypatch.setattr("collector.drift.monitor.extract_features", broken)
+    given = batch([SpanSpec()] * 3)
+    assert processor.process(given) is given
+    assert processor.monitor.snapshot()["skipped"] == {"bad_span": 3}

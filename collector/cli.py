@@ -8,6 +8,7 @@ need them, so ``otel-llm version`` works with the application-side package alone
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -108,6 +109,9 @@ def _delegate(name: str, rest: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-llm`` console script."""
+    # The drift statistics run many small matrix products: one BLAS thread is faster for them and
+    # keeps the collector from competing with its own gRPC threads. Set before numpy is imported.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] and arguments[0] in _DELEGATED_HELP:
         try:

@@ -133,8 +133,12 @@ def health_rows(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(health rows, open alert rows) from a Prometheus text exposition."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from collector.metrics import metric_family_name
+    from collector.metrics import label_name, metric_family_name
+    from otel_llm.conventions import attributes as attrs
     from otel_llm.conventions import metrics as m
+
+    model, rule = label_name(attrs.GEN_AI_REQUEST_MODEL), label_name(attrs.OTEL_LLM_ALERT_RULE)
+    state, severity = label_name(attrs.OTEL_LLM_ALERT_STATE), label_name(attrs.OTEL_LLM_ALERT_SEVERITY)
 
     health_name = metric_family_name(m.OTEL_LLM_HEALTH_SCORE, m.OTEL_LLM_HEALTH_SCORE_UNIT, "gauge")
     alert_name = metric_family_name(m.OTEL_LLM_ALERT_STATE, m.OTEL_LLM_ALERT_STATE_UNIT, "gauge")
@@ -147,18 +151,18 @@ def health_rows(text: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
                 health.append(
                     {
                         "service": labels.get("service_name", ""),
-                        "model": labels.get("gen_ai_request_model", ""),
+                        "model": labels.get(model, ""),
                         "score": f"{sample.value:.0f}",
                     }
                 )
             elif sample.name == alert_name and sample.value > 0:
                 alerts.append(
                     {
-                        "rule": labels.get("otel_llm_alert_rule", ""),
-                        "state": labels.get("otel_llm_alert_state", ""),
-                        "severity": labels.get("otel_llm_alert_severity", ""),
+                        "rule": labels.get(rule, ""),
+                        "state": labels.get(state, ""),
+                        "severity": labels.get(severity, ""),
                         "service": labels.get("service_name", ""),
-                        "model": labels.get("gen_ai_request_model", ""),
+                        "model": labels.get(model, ""),
                     }
                 )
     health.sort(key=lambda row: (float(row["score"]), row["service"], row["model"]))

@@ -35,8 +35,9 @@ from typing import Any, Protocol
 
 import httpx2
 
-from collector.alerting.engine import AlertState, Transition
+from collector.alerting.engine import AlertState, Transition, label_name
 from collector.logs import event
+from otel_llm.conventions import attributes as attrs
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -60,6 +61,7 @@ __all__ = [
 SIGNATURE_HEADER = "X-Otel-Llm-Signature"
 TIMESTAMP_HEADER = "X-Otel-Llm-Timestamp"
 _USER_AGENT = "otel-llm-collector"
+_MODEL_LABEL = label_name(attrs.GEN_AI_REQUEST_MODEL)
 
 
 class RetryableError(Exception):
@@ -225,7 +227,7 @@ class PagerDutyNotifier:
                 "source": n.labels.get("service_name") or self.source,
                 "severity": _PD_SEVERITY.get(n.severity, "warning"),
                 "timestamp": rfc3339(n.starts_at),
-                "component": n.labels.get("gen_ai_request_model", ""),
+                "component": n.labels.get(_MODEL_LABEL, ""),
                 "group": n.labels.get("service_name", ""),
                 "class": n.rule,
                 "custom_details": details,

@@ -46,10 +46,13 @@ from collector.metrics import MetricStore, shared_store
 from collector.quality import _labels as names
 from collector.quality._feedback import FeedbackIndex, FeedbackRequest
 from collector.receivers._intake import Authenticator, AuthSettings
+from otel_llm.conventions import attributes as attrs
+from otel_llm.conventions import metrics as m
 
 __all__ = ["FACTORY", "FeedbackExtension", "FeedbackExtensionConfig"]
 
 PATH = "/v1/feedback"
+_Reject = attrs.OtelLlmFeedbackRejectReasonValues
 
 
 class FeedbackExtensionConfig(ComponentConfig):
@@ -125,18 +128,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get(extension.authenticator.header)
         ):
             self._drain()
-            extension.count_rejected("unauthenticated")
+            extension.count_rejected(_Reject.UNAUTHENTICATED)
             self._reply(401, {"error": "missing or invalid bearer token"}, WWW_Authenticate="Bearer")
             return
         length_text = self.headers.get("Content-Length")
         if length_text is None or not length_text.isdigit():
-            extension.count_rejected("invalid")
+            extension.count_rejected(_Reject.INVALID)
             self.close_connection = True
             self._reply(411, {"error": "Content-Length is required"})
             return
         length = int(length_text)
         if length > extension.config.max_body_kib * 1024:
-            extension.count_rejected("too_large")
+            extension.count_rejected(_Reject.TOO_LARGE)
             self.close_connection = True
             self._reply(413, {"error": f"body larger than {extension.config.max_body_kib} KiB"})
             return
@@ -243,7 +246,7 @@ class FeedbackExtension:
 
     def count_rejected(self, reason: str) -> None:
         if self.store is not None:
-            self.store.counter(names.FEEDBACK_REJECTED, (names.FEEDBACK_REJECT_REASON,)).add(
+            self.store.counter(m.OTEL_LLM_FEEDBACK_REJECTED, (attrs.OTEL_LLM_FEEDBACK_REJECT_REASON,)).add(
                 ((), (reason,)), 1.0, time.time_ns()
             )
 
@@ -253,28 +256,28 @@ class FeedbackExtension:
         try:
             payload = json.loads(body)
         except ValueError as exc:
-            self.count_rejected("invalid")
+            self.count_rejected(_Reject.INVALID)
             return 400, {"error": f"body is not JSON: {exc}"}
         except RecursionError:
             # Deeply nested arrays or objects (a 64 KiB body of "[") exhaust the parser's recursion limit.
-            self.count_rejected("invalid")
+            self.count_rejected(_Reject.INVALID)
             return 400, {"error": "body is not JSON: nested too deeply"}
         raw_items = payload if isinstance(payload, list) else [payload]
         if not raw_items:
-            self.count_rejected("invalid")
+            self.count_rejected(_Reject.INVALID)
             return 400, {"error": "empty array"}
         if len(raw_items) > self.config.max_items:
-            self.count_rejected("invalid")
+            self.count_rejected(_Reject.INVALID)
             return 400, {"error": f"more than {self.config.max_items} items in one request"}
         items: list[FeedbackRequest] = []
         for position, raw in enumerate(raw_items):
             if not isinstance(raw, dict):
-                self.count_rejected("invalid")
+                self.count_rejected(_Reject.INVALID)
                 return 400, {"error": f"item {position}: expected a JSON object"}
             try:
                 items.append(FeedbackRequest.model_validate(raw))
             except ValidationError as exc:
-                self.count_rejected("invalid")
+                self.count_rejected(_Reject.INVALID)
                 prefix = f"item {position}: " if isinstance(payload, list) else ""
                 return 400, {"error": prefix + _reason(exc)}
         joined = 0

@@ -57,9 +57,6 @@ _OI_KIND_TO_OPERATION = {
     "RETRIEVER": "retrieval",
 }
 
-# TODO(#6): not in the generated registry yet (gen_ai.retrieval.* at fe5608e).
-GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"
-
 # Field aliases seen in the field, in the order they are tried after the standard name.
 _CACHE_READ_KEYS = (
     attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
@@ -529,7 +526,7 @@ def retrieval_documents(span: GenAISpan) -> tuple[int | None, list[float]]:
     or OpenInference's flattened ``retrieval.documents.<i>.document.score``. The count is ``None`` when
     the span does not say (the attribute is opt-in), never a guess.
     """
-    value = span.attributes.get(GEN_AI_RETRIEVAL_DOCUMENTS)
+    value = span.attributes.get(attrs.GEN_AI_RETRIEVAL_DOCUMENTS)
     if value is not None:
         decoded = any_value(value)
         if isinstance(decoded, str):

@@ -45,8 +45,8 @@ __all__ = [
 
 #: ``host.shared`` key of the service's store.
 STORE_KEY: Final = "collector.metrics.store"
-# TODO(#6): not in the generated registry; the OpenTelemetry SDK's name for the overflow attribute.
-OVERFLOW_ATTRIBUTE: Final = "otel.metric.overflow"
+#: The attribute of the overflow series (the OpenTelemetry metrics SDK's name).
+OVERFLOW_ATTRIBUTE: Final = attrs.OTEL_METRIC_OVERFLOW
 
 #: Values of the writer's resource key attributes, in its configured order.
 ResourceKey = tuple[str, ...]

@@ -12,7 +12,8 @@ and after any processor whose metrics it reads (``drift``). Data passes through 
 - **Notifications** go to Alertmanager, PagerDuty, Slack and webhooks on their own threads
   (:mod:`collector.alerting.notifiers`).
 - **Metrics** into the derived-metric store: ``otel_llm.alert.state`` (1 per pending or firing alert,
-  like Prometheus' ``ALERTS``) and ``otel_llm.health.score`` per service and model.
+  like Prometheus' ``ALERTS``), ``otel_llm.health.score`` per service and model, and
+  ``otel_llm.alert.notifications`` per notifier and outcome (from the routes' counts, every tick).
 - **Audit**: every transition and every reload is one JSON log line with ``changed_by``.
 
 Thread safety: ``process`` may run on several receiver threads; one lock guards the evaluator.
@@ -58,6 +59,14 @@ from otel_llm.conventions import metrics as m
 __all__ = ["FACTORY", "AnomalyProcessor", "AnomalyProcessorConfig"]
 
 _SERVICE = "service.name"
+_Outcome = attrs.OtelLlmAlertNotificationOutcomeValues
+#: ``otel_llm.alert.notification.outcome`` -> the :class:`RouteStats` field that counts it.
+_OUTCOMES = {
+    _Outcome.SENT: "sent",
+    _Outcome.FAILED: "failed",
+    _Outcome.DROPPED: "dropped",
+    _Outcome.DEDUPLICATED: "deduplicated",
+}
 _MODEL = attrs.GEN_AI_REQUEST_MODEL
 # Operations whose spans are model calls; agent, tool and workflow spans would mix their own latency in.
 _MODEL_CALLS = frozenset(
@@ -300,14 +309,14 @@ class _StoreSignals:
                     count += point.count
             return self._delta(signal, group, total, count, at)
         if signal == "thumbs_down_rate":
-            from collector.quality._labels import FEEDBACK_POLARITY
-
-            kind, polarity = label_name(attrs.OTEL_LLM_FEEDBACK_KIND), label_name(FEEDBACK_POLARITY)
+            kind = label_name(attrs.OTEL_LLM_FEEDBACK_KIND)
+            polarity = label_name(attrs.OTEL_LLM_FEEDBACK_POLARITY)
             down, thumbs = 0.0, 0
             for labels, point in self._points(m.OTEL_LLM_FEEDBACK, at):
                 if labels.get(kind) == attrs.OtelLlmFeedbackKindValues.THUMBS and matches(labels):
                     thumbs += int(point.value)
-                    down += point.value if labels.get(polarity) == "negative" else 0.0
+                    negative = labels.get(polarity) == attrs.OtelLlmFeedbackPolarityValues.NEGATIVE
+                    down += point.value if negative else 0.0
             return self._delta(signal, group, down, thumbs, at)
         return None
 
@@ -344,6 +353,9 @@ class AnomalyProcessor:
         self._store: Any = None
         self._alert_gauge: Any = None
         self._health_gauge: Any = None
+        self._notifications: Any = None
+        # Route counts already added to otel_llm.alert.notifications, per route (routes are rebuilt on start).
+        self._counted: list[dict[str, int]] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._offset: float | None = None  # data time minus wall time at the last span
@@ -375,6 +387,8 @@ class AnomalyProcessor:
         )
         self._bind_store(host)
         self.routes = self._routes()
+        self._counted = [dict.fromkeys(_OUTCOMES, -1) for _ in self.routes]
+        self._count_notifications()  # zero series from the start, so rate() and increase() work at once
         for route in self.routes:
             route.start()
         if c.reload_interval > 0:
@@ -402,6 +416,9 @@ class AnomalyProcessor:
         self._thread = None
         for route in self.routes:
             route.shutdown(timeout_s)
+        with self._lock:
+            self._count_notifications()
+        for route in self.routes:
             stats = route.stats
             # Open alerts stay open on purpose: Alertmanager expires them at endsAt, PagerDuty keeps
             # the incident until the next resolution, which a restarted collector sends.
@@ -438,6 +455,30 @@ class AnomalyProcessor:
             cardinality_limit=self.config.max_groups,
             expiry_s=max(600.0, 3 * self.config.evaluation_interval),
         )
+        # A handful of series (notifier kinds x outcomes) that must never expire: a counter that
+        # restarts after an idle spell would hide the failures an alert on it is meant to catch.
+        self._notifications = self._store.counter(
+            m.OTEL_LLM_ALERT_NOTIFICATIONS,
+            (attrs.OTEL_LLM_ALERT_NOTIFIER, attrs.OTEL_LLM_ALERT_NOTIFICATION_OUTCOME),
+            expiry_s=0.0,
+        )
+
+    def _count_notifications(self) -> None:
+        """Add what the routes counted since the last call to ``otel_llm.alert.notifications``."""
+        if self._notifications is None:
+            return
+        added: dict[Any, float] = {}
+        for route, counted in zip(self.routes, self._counted, strict=True):
+            kind = route.notifier.name.partition("/")[0]  # webhook/0, webhook/1 -> webhook
+            for outcome, field_name in _OUTCOMES.items():
+                now_count = getattr(route.stats, field_name)
+                before = counted[outcome]
+                if now_count > before:
+                    counted[outcome] = now_count
+                    key = ((), (kind, outcome))
+                    added[key] = added.get(key, 0.0) + float(now_count - max(before, 0))
+        if added:
+            self._notifications.add_many(added.items(), time.time_ns())
 
     def _routes(self) -> list[Route]:
         c = self.config
@@ -624,6 +665,7 @@ class AnomalyProcessor:
                     out = self.evaluator.advance(wall + self._offset)
             self._after_evaluation(out)
             self._publish()
+            self._count_notifications()
 
     def reload(self, changed_by: str = "file watch") -> bool:
         """Reload the rules if the directory changed; ``True`` when new rules were applied."""

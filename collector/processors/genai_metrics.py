@@ -47,8 +47,6 @@ from otel_llm.conventions import metrics as m
 __all__ = [
     "APP_METRICS_KEY",
     "FACTORY",
-    "RETRIEVAL_DOCUMENTS_METRIC",
-    "RETRIEVAL_SCORE_METRIC",
     "GenAIMetricsProcessor",
     "GenAIMetricsProcessorConfig",
 ]
@@ -64,11 +62,6 @@ _UPSTREAM_CLIENT_METRICS = frozenset(
         m.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS,
     }
 )
-# TODO(#6): retrieval metrics are not in the generated registry; names local until semconv has them.
-RETRIEVAL_DOCUMENTS_METRIC = "otel_llm.retrieval.documents"
-RETRIEVAL_SCORE_METRIC = "otel_llm.retrieval.score"
-_DOCUMENT_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
-_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _NOT_CLIENT_DURATION = frozenset({_Op.INVOKE_AGENT, _Op.EXECUTE_TOOL, _Op.INVOKE_WORKFLOW})
 _NO_TOKENS = frozenset({_Op.INVOKE_AGENT, _Op.INVOKE_WORKFLOW, _Op.FETCH_RESPONSE})
 
@@ -190,22 +183,8 @@ class GenAIMetricsProcessor:
         self._workflow = store.histogram(
             m.GEN_AI_WORKFLOW_DURATION, (*names, attrs.GEN_AI_WORKFLOW_NAME), **limits
         )
-        self._documents = store.histogram(
-            RETRIEVAL_DOCUMENTS_METRIC,
-            names,
-            buckets=_DOCUMENT_BUCKETS,
-            unit="{document}",
-            description="Documents returned per retrieval operation.",
-            **limits,
-        )
-        self._scores = store.histogram(
-            RETRIEVAL_SCORE_METRIC,
-            names,
-            buckets=_SCORE_BUCKETS,
-            unit="1",
-            description="Scores of the documents returned by retrieval operations.",
-            **limits,
-        )
+        self._documents = store.histogram(m.OTEL_LLM_RETRIEVAL_DOCUMENTS, names, **limits)
+        self._scores = store.histogram(m.OTEL_LLM_RETRIEVAL_SCORE, names, **limits)
 
     def shutdown(self, timeout_s: float) -> None:
         """Nothing to flush: the store outlives the processor and exporters read it."""

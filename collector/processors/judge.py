@@ -90,13 +90,9 @@ from otel_llm.conventions import metrics as m
 __all__ = ["FACTORY", "EvaluatorSettings", "JudgeProcessor", "JudgeProcessorConfig", "PriceSettings"]
 
 _Skip = attrs.OtelLlmJudgeSkipReasonValues
-# TODO(#7): skip reasons missing from otel_llm.judge.skip.reason.
-SKIP_REDACTION_FAILED = "redaction_failed"
-SKIP_SHUTDOWN = "shutdown"
-SKIP_ERROR = "error"
 #: ``error.type`` of a judge call whose reply held no usable verdict.
 MALFORMED_VERDICT = "malformed_verdict"
-_RETRIEVAL = "retrieval"
+_RETRIEVAL = attrs.GenAiOperationNameValues.RETRIEVAL
 
 
 class EvaluatorSettings(ComponentConfig):
@@ -345,7 +341,7 @@ class JudgeProcessor:
             except queue.Empty:
                 break
         if dropped:
-            self._skip_items(dropped, SKIP_SHUTDOWN)
+            self._skip_items(dropped, _Skip.SHUTDOWN)
 
     # -- metrics helpers -----------------------------------------------------------------------------
 
@@ -506,7 +502,7 @@ class JudgeProcessor:
                 self._judge(item)
             except Exception:  # a bug in one judgement must not stop the worker; logged, item counted
                 self.logger.log(logging.WARNING, "judge worker failed on an item", exc_info=True)
-                self._skip_items([item], SKIP_SHUTDOWN if self._stop.is_set() else SKIP_ERROR)
+                self._skip_items([item], _Skip.SHUTDOWN if self._stop.is_set() else _Skip.ERROR)
 
     def _redactor(self) -> Callable[[str], str] | None:
         found = self._host.shared.get(names.REDACTOR_KEY) if self._host is not None else None
@@ -515,7 +511,7 @@ class JudgeProcessor:
     def _judge(self, item: _Item) -> None:
         for evaluator in item.evaluators:
             if self._stop.is_set():
-                self._skip_items([item], SKIP_SHUTDOWN, only=evaluator.name)
+                self._skip_items([item], _Skip.SHUTDOWN, only=evaluator.name)
                 continue
             template = evaluator.template
             if template.needs_context and not item.content.context:
@@ -535,7 +531,7 @@ class JudgeProcessor:
                     template, item.content, max_chars=self.config.max_content_chars, redact=self._redactor()
                 )
             except Exception:  # never send content the redactor could not clean
-                self._skip_items([item], SKIP_REDACTION_FAILED, only=evaluator.name)
+                self._skip_items([item], _Skip.REDACTION_FAILED, only=evaluator.name)
                 continue
             reply = self._call(evaluator.name, messages)
             if reply is None:

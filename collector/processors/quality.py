@@ -74,7 +74,8 @@ __all__ = [
     "export_variants",
 ]
 
-_RETRIEVAL = "retrieval"
+_RETRIEVAL = attrs.GenAiOperationNameValues.RETRIEVAL
+_Side = attrs.OtelLlmVariantSideValues
 
 
 class VariantSettings(ComponentConfig):
@@ -266,26 +267,26 @@ def _annotate_attributes(span: GenAISpan, evaluations: list[Evaluation]) -> None
 def export_variants(store: MetricStore, trackers: list[VariantTracker], now: float) -> None:
     """Compute every tracker's comparisons and set the ``otel_llm.variant.*`` gauges (NaN left out)."""
     labels = (
-        names.VARIANT_NAME,
-        names.VARIANT_DIMENSION,
-        names.VARIANT_A,
-        names.VARIANT_B,
-        names.VARIANT_METRIC,
-        names.VARIANT_TEST,
+        attrs.OTEL_LLM_VARIANT_NAME,
+        attrs.OTEL_LLM_VARIANT_DIMENSION,
+        attrs.OTEL_LLM_VARIANT_A,
+        attrs.OTEL_LLM_VARIANT_B,
+        attrs.OTEL_LLM_VARIANT_METRIC,
+        attrs.OTEL_LLM_VARIANT_TEST,
     )
     gauges = {
-        "difference": store.gauge(names.VARIANT_DIFFERENCE, labels),
-        "ci_low": store.gauge(names.VARIANT_CI_LOWER, labels),
-        "ci_high": store.gauge(names.VARIANT_CI_UPPER, labels),
-        "p_value": store.gauge(names.VARIANT_P_VALUE, labels),
+        "difference": store.gauge(m.OTEL_LLM_VARIANT_DIFFERENCE, labels),
+        "ci_low": store.gauge(m.OTEL_LLM_VARIANT_CI_LOWER, labels),
+        "ci_high": store.gauge(m.OTEL_LLM_VARIANT_CI_UPPER, labels),
+        "p_value": store.gauge(m.OTEL_LLM_VARIANT_P_VALUE, labels),
     }
-    samples = store.gauge(names.VARIANT_SAMPLES, (*labels, names.VARIANT_SIDE))
+    samples = store.gauge(m.OTEL_LLM_VARIANT_SAMPLES, (*labels, attrs.OTEL_LLM_VARIANT_SIDE))
     now_ns = time.time_ns()
     for tracker in trackers:
         for comparison in tracker.compare(now):
             key = (tracker.name, tracker.dimension, tracker.a, tracker.b, comparison.metric, comparison.test)
-            samples.set(((), (*key, "a")), comparison.n_a, now_ns)
-            samples.set(((), (*key, "b")), comparison.n_b, now_ns)
+            samples.set(((), (*key, _Side.A)), comparison.n_a, now_ns)
+            samples.set(((), (*key, _Side.B)), comparison.n_b, now_ns)
             for field_name, gauge in gauges.items():
                 value = getattr(comparison, field_name)
                 if value == value:  # NaN: not enough data yet

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from collector.genai.spans import GEN_AI_RETRIEVAL_DOCUMENTS, GenAISpan
+from collector.genai.spans import GenAISpan
 from otel_llm.conventions import attributes as attrs
 
 __all__ = ["RESPONSE_OPERATIONS", "SpanContent", "document_texts", "read_content"]
@@ -137,7 +137,7 @@ def _tool_responses(message: dict[str, object]) -> list[str]:
 def document_texts(span: GenAISpan) -> list[str]:
     """Texts of the retrieval documents a span carries (only documents that include their text)."""
     texts: list[str] = []
-    decoded = _decode(span.attribute(GEN_AI_RETRIEVAL_DOCUMENTS))
+    decoded = _decode(span.attribute(attrs.GEN_AI_RETRIEVAL_DOCUMENTS))
     if isinstance(decoded, list):
         for doc in decoded:
             if isinstance(doc, dict):

@@ -27,7 +27,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from collector.metrics import MetricStore
-from collector.quality import _labels as names
 from otel_llm.conventions import attributes as attrs
 from otel_llm.conventions import metrics as m
 
@@ -41,6 +40,7 @@ __all__ = [
     "polarity",
 ]
 
+_Unjoined = attrs.OtelLlmFeedbackUnjoinedReasonValues
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -172,7 +172,7 @@ class _Pending:
 
 FEEDBACK_LABELS = (
     attrs.OTEL_LLM_FEEDBACK_KIND,
-    names.FEEDBACK_POLARITY,
+    attrs.OTEL_LLM_FEEDBACK_POLARITY,
     attrs.GEN_AI_OPERATION_NAME,
     attrs.GEN_AI_PROVIDER_NAME,
     attrs.GEN_AI_REQUEST_MODEL,
@@ -313,7 +313,7 @@ class FeedbackIndex:
             self._record_join(record, item)
             return JoinOutcome("joined")
         if overflow:
-            self._record_unjoined(item, "overflow")
+            self._record_unjoined(item, _Unjoined.OVERFLOW)
         return JoinOutcome("pending")
 
     def _record_join(self, record: SpanRecord, item: FeedbackRequest) -> None:
@@ -337,7 +337,8 @@ class FeedbackIndex:
             self.unjoined_total += 1
         if self.store is not None:
             counter = self.store.counter(
-                names.FEEDBACK_UNJOINED, (attrs.OTEL_LLM_FEEDBACK_KIND, names.FEEDBACK_UNJOINED_REASON)
+                m.OTEL_LLM_FEEDBACK_UNJOINED,
+                (attrs.OTEL_LLM_FEEDBACK_KIND, attrs.OTEL_LLM_FEEDBACK_UNJOINED_REASON),
             )
             counter.add(((), (item.kind.value, reason)), 1.0, _now_ns())
 
@@ -362,7 +363,7 @@ class FeedbackIndex:
                 self._spans.popitem(last=False)
                 self._forget_locked(record)
         for item in expired:
-            self._record_unjoined(item, "expired")
+            self._record_unjoined(item, _Unjoined.EXPIRED)
         return len(expired)
 
     def rates(self) -> dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[int, int, int, int]]:
@@ -384,7 +385,7 @@ class FeedbackIndex:
             return
         now_ns = _now_ns()
         coverage = self.store.gauge(m.OTEL_LLM_FEEDBACK_COVERAGE, RATE_LABELS)
-        rate = self.store.gauge(names.FEEDBACK_POSITIVE_RATE, RATE_LABELS)
+        rate = self.store.gauge(m.OTEL_LLM_FEEDBACK_POSITIVE, RATE_LABELS)
         resources: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
         with self._lock:
             for record in self._spans.values():

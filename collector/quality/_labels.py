@@ -2,7 +2,7 @@
 
 The metric store fixes an instrument's label names on first use; the ``quality`` and ``judge``
 processors both write ``otel_llm.evaluation.score``, so its labels live here, not in either of them.
-Names the generated conventions do not have yet are collected at the bottom (TODO(#7)).
+Attribute and metric names come from :mod:`otel_llm.conventions`; only ``host.shared`` keys live here.
 """
 
 from __future__ import annotations
@@ -66,32 +66,3 @@ def span_dimensions(span: GenAISpan) -> tuple[str, str, str, str]:
 def span_resource(span: GenAISpan) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """(resource key, exported resource attributes) of ``span``, as the other derived metrics use."""
     return resource_key(span, DEFAULT_RESOURCE_KEYS)
-
-
-# -- names missing from otel_llm.conventions (TODO(#7): add to semconv/model/otel-llm.yaml) ----------
-
-#: Attribute: why feedback could not be joined (``expired``, ``overflow``).
-FEEDBACK_UNJOINED_REASON: Final = "otel_llm.feedback.unjoined_reason"
-#: Attribute: positive / negative / neutral reading of a feedback item.
-FEEDBACK_POLARITY: Final = "otel_llm.feedback.polarity"
-#: Attribute: why a feedback request was rejected (``invalid``, ``unauthenticated``, ``too_large``).
-FEEDBACK_REJECT_REASON: Final = "otel_llm.feedback.reject_reason"
-#: Counter {feedback}: feedback that never met its span within the join window.
-FEEDBACK_UNJOINED: Final = "otel_llm.feedback.unjoined"
-#: Counter {request}: feedback requests answered with 400/401/413.
-FEEDBACK_REJECTED: Final = "otel_llm.feedback.rejected"
-#: Gauge 1: positive / (positive + negative) feedback on recent responses (Prometheus: ``..._ratio``).
-FEEDBACK_POSITIVE_RATE: Final = "otel_llm.feedback.positive"
-#: Variant comparison gauges and their attributes.
-VARIANT_DIFFERENCE: Final = "otel_llm.variant.difference"
-VARIANT_CI_LOWER: Final = "otel_llm.variant.ci.lower"
-VARIANT_CI_UPPER: Final = "otel_llm.variant.ci.upper"
-VARIANT_P_VALUE: Final = "otel_llm.variant.p_value"
-VARIANT_SAMPLES: Final = "otel_llm.variant.samples"
-VARIANT_DIMENSION: Final = "otel_llm.variant.dimension"
-VARIANT_A: Final = "otel_llm.variant.a"
-VARIANT_B: Final = "otel_llm.variant.b"
-VARIANT_METRIC: Final = "otel_llm.variant.metric"
-VARIANT_TEST: Final = "otel_llm.variant.test"
-VARIANT_NAME: Final = "otel_llm.variant.name"
-VARIANT_SIDE: Final = "otel_llm.variant.side"

@@ -40,6 +40,9 @@ from typing import Literal, TextIO
 import numpy as np
 from scipy import stats
 
+from otel_llm.conventions import attributes as attrs
+from otel_llm.conventions import events as ev
+
 __all__ = [
     "METRICS",
     "Comparison",
@@ -359,7 +362,7 @@ def records_from_otlp(requests: Iterable[Mapping[str, object]], dimension: str) 
         spans = extract_genai_spans(request)
         context: dict[bytes, list[str]] = {}
         for span in spans:
-            if span.operation == "retrieval":
+            if span.operation == attrs.GenAiOperationNameValues.RETRIEVAL:
                 context.setdefault(span.span.trace_id, []).extend(document_texts(span))
         for span in spans:
             if span.operation not in RESPONSE_OPERATIONS:
@@ -369,10 +372,10 @@ def records_from_otlp(requests: Iterable[Mapping[str, object]], dimension: str) 
             if content.has_content:
                 scores.update((e.name, e.score) for e in evaluate(content, settings))
             for event in span.span.events:
-                if event.name == "gen_ai.evaluation.result":
+                if event.name == ev.GEN_AI_EVALUATION_RESULT:
                     values = {kv.key: kv.value for kv in event.attributes}
-                    name = values.get("gen_ai.evaluation.name")
-                    score = values.get("gen_ai.evaluation.score.value")
+                    name = values.get(attrs.GEN_AI_EVALUATION_NAME)
+                    score = values.get(attrs.GEN_AI_EVALUATION_SCORE_VALUE)
                     if name is not None and score is not None and score.WhichOneof("value") == "double_value":
                         scores[name.string_value] = score.double_value
             cost = span.cost_usd
@@ -477,7 +480,7 @@ def variants_main(
     compare = sub.add_parser("compare", help="compare variant B against A")
     compare.add_argument("inputs", nargs="+", type=Path, help="OTLP/JSON trace files or flat record files")
     compare.add_argument(
-        "--dimension", default="gen_ai.prompt.version", help="attribute that names the variant"
+        "--dimension", default=attrs.GEN_AI_PROMPT_VERSION, help="attribute that names the variant"
     )
     compare.add_argument("--a", required=True, help="baseline value")
     compare.add_argument("--b", required=True, help="candidate value")

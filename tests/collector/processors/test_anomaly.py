@@ -133,8 +133,31 @@ def test_default_config_loads_the_shipped_rules() -> None:
     assert config.rules_dir == "config/alerts" and config.group_by == ["service.name", "gen_ai.request.model"]
 
 
+def notification_counts(host: Host) -> dict[tuple[str, str], float]:
+    store: MetricStore = shared_store(host)
+    (snap,) = [s for s in store.snapshot() if s.name == m.OTEL_LLM_ALERT_NOTIFICATIONS]
+    out = {}
+    for point in snap.points:
+        labels = dict(point.attributes)
+        out[
+            (
+                str(labels[attrs.OTEL_LLM_ALERT_NOTIFIER]),
+                str(labels[attrs.OTEL_LLM_ALERT_NOTIFICATION_OUTCOME]),
+            )
+        ] = point.value
+    return out
+
+
+@pytest.fixture
+def refusing() -> Iterator[Recorder]:
+    """An endpoint that refuses every request for good (400)."""
+    with recording_server() as server:
+        server.default_status = 400
+        yield server
+
+
 def test_cost_spike_pages_and_resolves_through_every_route(
-    tmp_path: Path, endpoints: Recorder, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, endpoints: Recorder, refusing: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     rules_file = tmp_path / "prometheus-rules.yaml"
     processor = build(
@@ -142,7 +165,10 @@ def test_cost_spike_pages_and_resolves_through_every_route(
             "rules_dir": str(rules_dir(tmp_path, "cost.yaml", "errors.yaml")),
             "pagerduty": {"routing_key": "KEY", "url": endpoints.url + "/pd"},
             "slack": {"webhook_url": endpoints.url + "/slack"},
-            "webhooks": [{"url": endpoints.url + "/hook", "secret": "s3cret"}],
+            "webhooks": [
+                {"url": endpoints.url + "/hook", "secret": "s3cret"},
+                {"url": refusing.url + "/hook"},
+            ],
             "delivery": {"initial_backoff": "10ms"},
             "prometheus_rules_file": str(rules_file),
             "generator_url": "http://grafana/d/1",
@@ -151,6 +177,11 @@ def test_cost_spike_pages_and_resolves_through_every_route(
     host = make_host()
     caplog.set_level(logging.INFO, logger="otel_llm.collector.processors.anomaly")
     processor.start(host)
+    assert notification_counts(host) == {
+        (notifier, outcome): 0.0
+        for notifier in ("pagerduty", "slack", "webhook")
+        for outcome in ("sent", "failed", "dropped", "deduplicated")
+    }
     try:
         feed(processor, 2.5, [Fault("cost", 2 * 3600, 15 * 60, 3.0)])
         assert [(t.rule, t.state.value) for t in processor.transitions] == [
@@ -189,6 +220,13 @@ def test_cost_spike_pages_and_resolves_through_every_route(
 
     exported = rules_file.read_text()
     assert "alert: LLMCostSpike" in exported and "alert: LLMErrorBurst" in exported
+
+    # Every route's outcomes are counted in the store; both webhooks share notifier="webhook".
+    counts = notification_counts(host)
+    assert counts[("pagerduty", "sent")] == counts[("slack", "sent")] == 2
+    assert counts[("webhook", "sent")] == 2 and counts[("webhook", "failed")] == 2
+    assert counts[("pagerduty", "failed")] == counts[("slack", "dropped")] == 0
+    assert len(refusing.requests) == 2  # a 400 is not retried
 
 
 def test_alert_state_and_health_are_metrics_in_the_store(tmp_path: Path) -> None:
@@ -332,7 +370,6 @@ service: {{pipelines: {{traces: {{receivers: [otlp], processors: [anomaly], expo
 
 def test_quality_and_thumbs_down_are_read_from_the_store_as_deltas() -> None:
     from collector.processors.anomaly import _StoreSignals
-    from collector.quality._labels import FEEDBACK_POLARITY
 
     host = make_host()
     store = shared_store(host)
@@ -340,7 +377,8 @@ def test_quality_and_thumbs_down_are_read_from_the_store_as_deltas() -> None:
         m.OTEL_LLM_EVALUATION_SCORE, (attrs.GEN_AI_EVALUATION_NAME, attrs.GEN_AI_REQUEST_MODEL)
     )
     feedback = store.counter(
-        m.OTEL_LLM_FEEDBACK, (attrs.OTEL_LLM_FEEDBACK_KIND, FEEDBACK_POLARITY, attrs.GEN_AI_REQUEST_MODEL)
+        m.OTEL_LLM_FEEDBACK,
+        (attrs.OTEL_LLM_FEEDBACK_KIND, attrs.OTEL_LLM_FEEDBACK_POLARITY, attrs.GEN_AI_REQUEST_MODEL),
     )
     store.register_resource(("chat",), (("service.name", "chat"),))
     now = time.time_ns()

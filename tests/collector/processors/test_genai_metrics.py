@@ -9,7 +9,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from collector.data import MetricsBatch
 from collector.metrics import MetricStore
-from collector.processors.genai_metrics import RETRIEVAL_DOCUMENTS_METRIC, RETRIEVAL_SCORE_METRIC
 from otel_llm.conventions import metrics as m
 from tests.collector.genai.builders import T0, S, batch, chat_current, chat_legacy, chat_openinference
 from tests.collector.processors.conftest import count, make, make_host, series, total
@@ -188,9 +187,9 @@ def test_retrieval_documents_and_scores(genai_metrics: Any, store: MetricStore) 
     }
     processor.process(batch([S(retrieval, 0.2), S(openinference, 0.3)]))
     assert count(store, DURATION, {"gen_ai.operation.name": "retrieval"}) == 2
-    assert total(store, RETRIEVAL_DOCUMENTS_METRIC) == 5
-    assert count(store, RETRIEVAL_SCORE_METRIC) == 3
-    assert total(store, RETRIEVAL_SCORE_METRIC) == pytest.approx(0.91 + 0.42 + 0.55)
+    assert total(store, m.OTEL_LLM_RETRIEVAL_DOCUMENTS) == 5
+    assert count(store, m.OTEL_LLM_RETRIEVAL_SCORE) == 3
+    assert total(store, m.OTEL_LLM_RETRIEVAL_SCORE) == pytest.approx(0.91 + 0.42 + 0.55)
 
 
 def test_client_metrics_auto_stops_when_the_application_sends_them(

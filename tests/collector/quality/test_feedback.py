@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +15,8 @@ from collector.extensions.feedback import FeedbackExtension
 from collector.metrics import MetricStore, shared_store
 from collector.processors.quality import FACTORY as QUALITY
 from collector.quality import FeedbackIndex, FeedbackRequest, SpanRecord, polarity
+from collector.quality._feedback import FeedbackKind, Polarity
+from otel_llm.conventions import attributes as attrs
 from tests.collector.quality._spans import batch, build, chat_span, make_host, value
 
 TRACE = "0" * 31 + "1"
@@ -307,3 +309,9 @@ def test_an_unknown_span_id_falls_back_to_the_response_id(store: MetricStore) ->
     index.add_span(record(3))
     assert index.submit(item(span_id=f"{99:016x}", response_id="chatcmpl-3")).status == "joined"
     assert index.submit(item(span_id=f"{99:016x}", trace_id=f"{3:032x}")).status == "joined"
+
+
+def test_kinds_and_polarities_are_the_conventions_values() -> None:
+    """What lands in otel_llm.feedback.kind / .polarity is declared in semconv/model/otel-llm.yaml."""
+    assert {kind.value for kind in FeedbackKind} <= attrs.OtelLlmFeedbackKindValues.ALL
+    assert set(get_args(Polarity)) == attrs.OtelLlmFeedbackPolarityValues.ALL

@@ -259,3 +259,27 @@ def test_reasoning_tokens(server: CassetteServer, telemetry: Telemetry) -> None:
     assert attrs[a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] > 0
     assert attrs[a.GEN_AI_REQUEST_REASONING_LEVEL]
     assert attrs[a.OPENAI_API_TYPE] == "responses"
+
+
+def test_request_parameters(server: CassetteServer, telemetry: Telemetry) -> None:
+    name = "opentelemetry-python-contrib/openai_chat_completion_extra_params"
+    item = server.cassette(name)[0]
+    body = _sdk.request_body(item)
+    _replay(server, name, 0)
+    (span,) = telemetry.genai_spans()
+    attrs = span.attributes or {}
+    assert attrs[a.GEN_AI_REQUEST_SEED] == 42
+    assert attrs[a.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert attrs[a.GEN_AI_REQUEST_TEMPERATURE] == body["temperature"]
+    assert attrs[a.GEN_AI_OUTPUT_TYPE] == "text"
+    assert attrs[a.OPENAI_REQUEST_SERVICE_TIER] == "default"
+    assert attrs[a.OPENAI_RESPONSE_SERVICE_TIER] == "default"
+    assert attrs[a.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] == "fp_0705bf87c0"
+
+
+def test_choice_count(server: CassetteServer, telemetry: Telemetry) -> None:
+    _replay(server, "opentelemetry-python-contrib/openai_chat_completion_multiple_choices", 0)
+    (span,) = telemetry.genai_spans()
+    attrs = span.attributes or {}
+    assert attrs[a.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+    assert len(attrs[a.GEN_AI_RESPONSE_FINISH_REASONS]) == 2

@@ -27,10 +27,11 @@ What it looks at:
 attributes are never touched, deny-listed ones always removed; both take exact names or a trailing
 ``*`` (``user.*``). Resource attributes are left alone (service identity).
 
-Cost: the regexes run at about 1 s per MiB of prose (more when matches are dense). A string longer
-than ``max_value_kib``, and every string after ``max_scan_mib_per_batch`` of one batch, is replaced by
-``<UNSCANNED>`` and counted as kind ``unscanned``: the processor fails closed rather than let a hostile
-request hold a pipeline thread for minutes or let unscanned text through.
+Cost: about 0.25 s per MiB of prose, 1.5 s per MiB of text dense with matches (one core); a 512-span
+batch with 2 KiB of content per span takes about 0.5 s, spans without content about 7 µs each. A
+string longer than ``max_value_kib``, and every string after ``max_scan_mib_per_batch`` of one batch,
+is replaced by ``<UNSCANNED>`` and counted as kind ``unscanned``: the processor fails closed rather
+than let a hostile request hold a pipeline thread for minutes or let unscanned text through.
 
 Counts go to the self-telemetry counter ``otel_llm_pii_redactions_total{processor, kind}`` (values are
 never logged). The processor also publishes a ``str -> str`` redactor under
@@ -131,7 +132,7 @@ class PiiProcessorConfig(ComponentConfig):
     max_scan_mib_per_batch: float = Field(
         16.0,
         gt=0,
-        description="Text scanned per batch; past it, further strings of the batch are replaced by `<UNSCANNED>`. Bounds the CPU one hostile request costs (regexes run at about 1-3 s per MiB).",
+        description="Text scanned per batch; past it, further strings of the batch are replaced by `<UNSCANNED>`. Bounds the CPU one hostile request costs (0.25-1.5 s per MiB).",
     )
     allow_attributes: list[str] = Field(
         default_factory=list, description="Attribute names never touched; exact or with a trailing `*`."

@@ -32,6 +32,8 @@ def _reset_switch() -> Iterator[None]:
     ("text", "expected"),
     [
         pytest.param("write to bob.smith+tag@mail.example.co.uk now", "write to <EMAIL> now", id="email"),
+        pytest.param("@team: mail a@b.io", "@team: mail <EMAIL>", id="email-after-a-leading-at"),
+        pytest.param("café@x.io and o'neil@x.io", "café@x.io and <EMAIL>", id="email-inside-a-word"),
         pytest.param("call +44 20 7946 0958 today", "call <PHONE> today", id="phone-e164-spaces"),
         pytest.param("(415) 555-2671 or 415.555.2671", "<PHONE> or <PHONE>", id="phone-nanp"),
         pytest.param("tel 06 12 34 56 78", "tel <PHONE>", id="phone-fr-national"),

@@ -287,9 +287,21 @@ OTEL_LLM_ALERT_SEVERITY: Final = "otel_llm.alert.severity"
 #: Alert state, as in Prometheus' ALERTS series (alertstate label). (enum; otel-llm)
 OTEL_LLM_ALERT_STATE: Final = "otel_llm.alert.state"
 
+#: Configured name of a canary endpoint (the `canary` extension's `endpoints[].name`). (string; otel-llm)
+OTEL_LLM_CANARY_ENDPOINT: Final = "otel_llm.canary.endpoint"
+
+#: What became of a canary probe request that was sent. (enum; otel-llm)
+OTEL_LLM_CANARY_PROBE_OUTCOME: Final = "otel_llm.canary.probe.outcome"
+
+#: Why a canary probe was not sent. (enum; otel-llm)
+OTEL_LLM_CANARY_SKIP_REASON: Final = "otel_llm.canary.skip.reason"
+
 #: The monitored distribution a drift test compares, e.g. a metric or a derived feature; low cardinality.
 #: (string; otel-llm)
 OTEL_LLM_DRIFT_SIGNAL: Final = "otel_llm.drift.signal"
+
+#: Why the drift processor left a span's prompt (or, for bad_span, the whole span) out. (enum; otel-llm)
+OTEL_LLM_DRIFT_SKIP_REASON: Final = "otel_llm.drift.skip.reason"
 
 #: Kind of user feedback attached to a GenAI response. (enum; otel-llm)
 OTEL_LLM_FEEDBACK_KIND: Final = "otel_llm.feedback.kind"
@@ -365,6 +377,10 @@ SERVER_ADDRESS: Final = "server.address"
 
 #: GenAI server port. (int; core registry)
 SERVER_PORT: Final = "server.port"
+
+#: Logical name of the service (core resource attribute); the collector groups by it and exports it as the
+#: resource of the derived metric series it writes per service. (string; core registry)
+SERVICE_NAME: Final = "service.name"
 
 #: Transport the receiver got the data on. (string; otel-llm)
 TRANSPORT: Final = "transport"
@@ -604,6 +620,48 @@ class OtelLlmAlertStateValues:
 
     #: Every value above, for membership tests.
     ALL: Final[frozenset[str]] = frozenset({PENDING, FIRING})
+
+
+class OtelLlmCanaryProbeOutcomeValues:
+    """Values of `otel_llm.canary.probe.outcome`."""
+
+    #: The endpoint answered the probe.
+    ANSWERED: Final = "answered"
+    #: The probe request failed (connection, HTTP status, timeout or an unexpected answer).
+    FAILED: Final = "failed"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({ANSWERED, FAILED})
+
+
+class OtelLlmCanarySkipReasonValues:
+    """Values of `otel_llm.canary.skip.reason`."""
+
+    #: The probe would exceed `max_probes_per_hour`.
+    PROBES_PER_HOUR: Final = "probes_per_hour"
+    #: The probe would exceed `max_probes_per_day`.
+    PROBES_PER_DAY: Final = "probes_per_day"
+    #: The probe's cost estimate would exceed `budget_usd_per_day`.
+    BUDGET: Final = "budget"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({PROBES_PER_HOUR, PROBES_PER_DAY, BUDGET})
+
+
+class OtelLlmDriftSkipReasonValues:
+    """Values of `otel_llm.drift.skip.reason`."""
+
+    #: The embedding queue (`embedding::queue_size`) was full.
+    QUEUE_FULL: Final = "queue_full"
+    #: The embedding rate limit (`embedding::max_per_minute`) was used up.
+    RATE_LIMITED: Final = "rate_limited"
+    #: The embedder failed on the batch the prompt was in.
+    EMBED_ERROR: Final = "embed_error"
+    #: The span's attributes could not be read at all; none of its signals were recorded.
+    BAD_SPAN: Final = "bad_span"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({QUEUE_FULL, RATE_LIMITED, EMBED_ERROR, BAD_SPAN})
 
 
 class OtelLlmFeedbackKindValues:
@@ -891,7 +949,11 @@ __all__ = [
     "OTEL_LLM_ALERT_RULE",
     "OTEL_LLM_ALERT_SEVERITY",
     "OTEL_LLM_ALERT_STATE",
+    "OTEL_LLM_CANARY_ENDPOINT",
+    "OTEL_LLM_CANARY_PROBE_OUTCOME",
+    "OTEL_LLM_CANARY_SKIP_REASON",
     "OTEL_LLM_DRIFT_SIGNAL",
+    "OTEL_LLM_DRIFT_SKIP_REASON",
     "OTEL_LLM_FEEDBACK_KIND",
     "OTEL_LLM_FEEDBACK_POLARITY",
     "OTEL_LLM_FEEDBACK_REJECT_REASON",
@@ -920,6 +982,7 @@ __all__ = [
     "RECEIVER",
     "SERVER_ADDRESS",
     "SERVER_PORT",
+    "SERVICE_NAME",
     "TOKEN_TYPE_VALUE_RENAMES",
     "TRANSPORT",
     "VALUE_RENAMES",
@@ -935,6 +998,9 @@ __all__ = [
     "OtelLlmAlertNotifierValues",
     "OtelLlmAlertSeverityValues",
     "OtelLlmAlertStateValues",
+    "OtelLlmCanaryProbeOutcomeValues",
+    "OtelLlmCanarySkipReasonValues",
+    "OtelLlmDriftSkipReasonValues",
     "OtelLlmFeedbackKindValues",
     "OtelLlmFeedbackPolarityValues",
     "OtelLlmFeedbackRejectReasonValues",

@@ -461,9 +461,35 @@ OTEL_LLM_ALERT_STATE_DESCRIPTION: Final = (
 )
 
 #: counter in USD; otel-llm.
+OTEL_LLM_CANARY_COST: Final = "otel_llm.canary.cost"
+OTEL_LLM_CANARY_COST_UNIT: Final = "USD"
+OTEL_LLM_CANARY_COST_DESCRIPTION: Final = (
+    "Cost of the canary's answered probes in US dollars, from token counts and the endpoint's prices."
+)
+
+#: counter in {probe}; otel-llm.
+OTEL_LLM_CANARY_PROBES: Final = "otel_llm.canary.probes"
+OTEL_LLM_CANARY_PROBES_UNIT: Final = "{probe}"
+OTEL_LLM_CANARY_PROBES_DESCRIPTION: Final = "Canary probe requests sent, by endpoint and outcome."
+
+#: counter in {probe}; otel-llm.
+OTEL_LLM_CANARY_SKIPPED: Final = "otel_llm.canary.skipped"
+OTEL_LLM_CANARY_SKIPPED_UNIT: Final = "{probe}"
+OTEL_LLM_CANARY_SKIPPED_DESCRIPTION: Final = (
+    "Canary probes not sent because a spend limit would be exceeded, by endpoint and reason."
+)
+
+#: counter in USD; otel-llm.
 OTEL_LLM_COST: Final = "otel_llm.cost"
 OTEL_LLM_COST_UNIT: Final = "USD"
 OTEL_LLM_COST_DESCRIPTION: Final = "Cost of GenAI requests in US dollars."
+
+#: counter in {group}; otel-llm.
+OTEL_LLM_DRIFT_GROUPS_EVICTED: Final = "otel_llm.drift.groups.evicted"
+OTEL_LLM_DRIFT_GROUPS_EVICTED_UNIT: Final = "{group}"
+OTEL_LLM_DRIFT_GROUPS_EVICTED_DESCRIPTION: Final = (
+    "Drift groups evicted (least recently seen first) because max_groups was reached."
+)
 
 #: gauge in 1; otel-llm.
 OTEL_LLM_DRIFT_P_VALUE: Final = "otel_llm.drift.p_value"
@@ -473,10 +499,31 @@ OTEL_LLM_DRIFT_P_VALUE_DESCRIPTION: Final = (
 )
 
 #: gauge in 1; otel-llm.
+OTEL_LLM_DRIFT_PSI: Final = "otel_llm.drift.psi"
+OTEL_LLM_DRIFT_PSI_UNIT: Final = "1"
+OTEL_LLM_DRIFT_PSI_DESCRIPTION: Final = (
+    "Population stability index of the current window against its reference fold (numbers and categories)."
+)
+
+#: gauge in 1; otel-llm.
 OTEL_LLM_DRIFT_SCORE: Final = "otel_llm.drift.score"
 OTEL_LLM_DRIFT_SCORE_UNIT: Final = "1"
 OTEL_LLM_DRIFT_SCORE_DESCRIPTION: Final = (
     "Drift test statistic of the current window against the reference window."
+)
+
+#: counter in {span}; otel-llm.
+OTEL_LLM_DRIFT_SKIPPED: Final = "otel_llm.drift.skipped"
+OTEL_LLM_DRIFT_SKIPPED_UNIT: Final = "{span}"
+OTEL_LLM_DRIFT_SKIPPED_DESCRIPTION: Final = (
+    "Spans whose prompt the drift processor did not embed (or, for bad_span, did not read), by reason."
+)
+
+#: counter in {span}; otel-llm.
+OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT: Final = "otel_llm.drift.spans_without_content"
+OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_UNIT: Final = "{span}"
+OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_DESCRIPTION: Final = (
+    "GenAI spans seen by the drift processor whose input messages held no user text to embed."
 )
 
 #: gauge in 1; otel-llm.
@@ -1177,6 +1224,33 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             ),
             stability="development",
         ),
+        OTEL_LLM_CANARY_COST: MetricSpec(
+            name=OTEL_LLM_CANARY_COST,
+            instrument="counter",
+            unit=OTEL_LLM_CANARY_COST_UNIT,
+            description=OTEL_LLM_CANARY_COST_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.canary.endpoint", "otel_llm.instance.id"),
+            stability="development",
+        ),
+        OTEL_LLM_CANARY_PROBES: MetricSpec(
+            name=OTEL_LLM_CANARY_PROBES,
+            instrument="counter",
+            unit=OTEL_LLM_CANARY_PROBES_UNIT,
+            description=OTEL_LLM_CANARY_PROBES_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.canary.endpoint", "otel_llm.canary.probe.outcome", "otel_llm.instance.id"),
+            stability="development",
+        ),
+        OTEL_LLM_CANARY_SKIPPED: MetricSpec(
+            name=OTEL_LLM_CANARY_SKIPPED,
+            instrument="counter",
+            unit=OTEL_LLM_CANARY_SKIPPED_UNIT,
+            description=OTEL_LLM_CANARY_SKIPPED_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.canary.endpoint", "otel_llm.canary.skip.reason", "otel_llm.instance.id"),
+            stability="development",
+        ),
         OTEL_LLM_COST: MetricSpec(
             name=OTEL_LLM_COST,
             instrument="counter",
@@ -1195,11 +1269,29 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             ),
             stability="development",
         ),
+        OTEL_LLM_DRIFT_GROUPS_EVICTED: MetricSpec(
+            name=OTEL_LLM_DRIFT_GROUPS_EVICTED,
+            instrument="counter",
+            unit=OTEL_LLM_DRIFT_GROUPS_EVICTED_UNIT,
+            description=OTEL_LLM_DRIFT_GROUPS_EVICTED_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.instance.id",),
+            stability="development",
+        ),
         OTEL_LLM_DRIFT_P_VALUE: MetricSpec(
             name=OTEL_LLM_DRIFT_P_VALUE,
             instrument="gauge",
             unit=OTEL_LLM_DRIFT_P_VALUE_UNIT,
             description=OTEL_LLM_DRIFT_P_VALUE_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.drift.signal", "gen_ai.request.model", "otel_llm.instance.id"),
+            stability="development",
+        ),
+        OTEL_LLM_DRIFT_PSI: MetricSpec(
+            name=OTEL_LLM_DRIFT_PSI,
+            instrument="gauge",
+            unit=OTEL_LLM_DRIFT_PSI_UNIT,
+            description=OTEL_LLM_DRIFT_PSI_DESCRIPTION,
             buckets=None,
             attributes=("otel_llm.drift.signal", "gen_ai.request.model", "otel_llm.instance.id"),
             stability="development",
@@ -1210,7 +1302,30 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             unit=OTEL_LLM_DRIFT_SCORE_UNIT,
             description=OTEL_LLM_DRIFT_SCORE_DESCRIPTION,
             buckets=None,
-            attributes=("otel_llm.drift.signal", "gen_ai.request.model", "otel_llm.instance.id"),
+            attributes=(
+                "otel_llm.drift.signal",
+                "gen_ai.request.model",
+                "otel_llm.canary.endpoint",
+                "otel_llm.instance.id",
+            ),
+            stability="development",
+        ),
+        OTEL_LLM_DRIFT_SKIPPED: MetricSpec(
+            name=OTEL_LLM_DRIFT_SKIPPED,
+            instrument="counter",
+            unit=OTEL_LLM_DRIFT_SKIPPED_UNIT,
+            description=OTEL_LLM_DRIFT_SKIPPED_DESCRIPTION,
+            buckets=None,
+            attributes=("otel_llm.drift.skip.reason", "otel_llm.instance.id"),
+            stability="development",
+        ),
+        OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT: MetricSpec(
+            name=OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT,
+            instrument="counter",
+            unit=OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_UNIT,
+            description=OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_DESCRIPTION,
+            buckets=None,
+            attributes=("gen_ai.request.model", "otel_llm.instance.id"),
             stability="development",
         ),
         OTEL_LLM_DRIFT_STATE: MetricSpec(
@@ -1219,7 +1334,12 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             unit=OTEL_LLM_DRIFT_STATE_UNIT,
             description=OTEL_LLM_DRIFT_STATE_DESCRIPTION,
             buckets=None,
-            attributes=("otel_llm.drift.signal", "gen_ai.request.model", "otel_llm.instance.id"),
+            attributes=(
+                "otel_llm.drift.signal",
+                "gen_ai.request.model",
+                "otel_llm.canary.endpoint",
+                "otel_llm.instance.id",
+            ),
             stability="development",
         ),
         OTEL_LLM_ERRORS: MetricSpec(
@@ -1930,15 +2050,36 @@ __all__ = [
     "OTEL_LLM_ALERT_STATE",
     "OTEL_LLM_ALERT_STATE_DESCRIPTION",
     "OTEL_LLM_ALERT_STATE_UNIT",
+    "OTEL_LLM_CANARY_COST",
+    "OTEL_LLM_CANARY_COST_DESCRIPTION",
+    "OTEL_LLM_CANARY_COST_UNIT",
+    "OTEL_LLM_CANARY_PROBES",
+    "OTEL_LLM_CANARY_PROBES_DESCRIPTION",
+    "OTEL_LLM_CANARY_PROBES_UNIT",
+    "OTEL_LLM_CANARY_SKIPPED",
+    "OTEL_LLM_CANARY_SKIPPED_DESCRIPTION",
+    "OTEL_LLM_CANARY_SKIPPED_UNIT",
     "OTEL_LLM_COST",
     "OTEL_LLM_COST_DESCRIPTION",
     "OTEL_LLM_COST_UNIT",
+    "OTEL_LLM_DRIFT_GROUPS_EVICTED",
+    "OTEL_LLM_DRIFT_GROUPS_EVICTED_DESCRIPTION",
+    "OTEL_LLM_DRIFT_GROUPS_EVICTED_UNIT",
+    "OTEL_LLM_DRIFT_PSI",
+    "OTEL_LLM_DRIFT_PSI_DESCRIPTION",
+    "OTEL_LLM_DRIFT_PSI_UNIT",
     "OTEL_LLM_DRIFT_P_VALUE",
     "OTEL_LLM_DRIFT_P_VALUE_DESCRIPTION",
     "OTEL_LLM_DRIFT_P_VALUE_UNIT",
     "OTEL_LLM_DRIFT_SCORE",
     "OTEL_LLM_DRIFT_SCORE_DESCRIPTION",
     "OTEL_LLM_DRIFT_SCORE_UNIT",
+    "OTEL_LLM_DRIFT_SKIPPED",
+    "OTEL_LLM_DRIFT_SKIPPED_DESCRIPTION",
+    "OTEL_LLM_DRIFT_SKIPPED_UNIT",
+    "OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT",
+    "OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_DESCRIPTION",
+    "OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT_UNIT",
     "OTEL_LLM_DRIFT_STATE",
     "OTEL_LLM_DRIFT_STATE_DESCRIPTION",
     "OTEL_LLM_DRIFT_STATE_UNIT",

@@ -99,6 +99,7 @@ def test_attribute_naming_contract() -> None:
     assert attrs.GEN_AI_OPERATION_NAME == "gen_ai.operation.name"
     assert attrs.SERVER_ADDRESS == "server.address"
     assert attrs.ERROR_TYPE == "error.type"
+    assert attrs.SERVICE_NAME == "service.name"
     assert attrs.OTEL_LLM_STREAM_CHUNK_COUNT == "otel_llm.stream.chunk_count"
     assert attrs.GenAiOperationNameValues.CHAT == "chat"
     assert attrs.GenAiProviderNameValues.GCP_VERTEX_AI == "gcp.vertex_ai"
@@ -164,6 +165,13 @@ def test_metric_table_matches_constants() -> None:
         ("gen_ai.execute_tool.duration", "histogram", "s", DUR),
         ("otel_llm.cost", "counter", "USD", None),
         ("otel_llm.evaluation.score", "histogram", "1", tuple(i / 10 for i in range(11))),
+        ("otel_llm.drift.spans_without_content", "counter", "{span}", None),
+        ("otel_llm.drift.skipped", "counter", "{span}", None),
+        ("otel_llm.drift.groups.evicted", "counter", "{group}", None),
+        ("otel_llm.drift.psi", "gauge", "1", None),
+        ("otel_llm.canary.probes", "counter", "{probe}", None),
+        ("otel_llm.canary.cost", "counter", "USD", None),
+        ("otel_llm.canary.skipped", "counter", "{probe}", None),
         ("otelcol.receiver.accepted_spans", "counter", "{span}", None),
     ],
     ids=lambda v: v if isinstance(v, str) else "",

@@ -23,6 +23,10 @@ CASES = {
         " {id: gen_ai.request.model, type: string, brief: x}]}]",
         "is defined upstream",
     ),
+    "core resource attribute without a type": (
+        "groups: [{id: g, type: attribute_group, attributes: [{ref: service.version, brief: x}]}]",
+        "only core-registry names",
+    ),
     "enum value upstream lacks": (
         "groups: [{id: g, type: attribute_group, attributes: [{ref: gen_ai.operation.name,"
         " annotations: {otel_llm: {values: [chat, dance]}}}]}]",

@@ -15,6 +15,7 @@ Tokens are configured once per endpoint or in one shared file; each token lists 
       tokens:
         - {name: checkout-app, token: "${env:OTEL_LLM_INGEST_TOKEN}", scopes: [ingest]}
         - {name: ops, token: "${env:OTEL_LLM_ADMIN_TOKEN}", scopes: [admin, feedback]}
+        - "${env:OTEL_LLM_OTHER_TOKEN}"               # a plain string: this endpoint's scope
       tokens_file: /etc/otel-llm/tokens               # lines: "<scope>[,<scope>...] <token> [name]"
 
 An endpoint answers **401** when the request carries no token or an unknown one, and **403** when the
@@ -94,7 +95,10 @@ class AccessConfig(ComponentConfig):
     """``auth`` of one endpoint: the scope it requires and the tokens it knows."""
 
     scope: Scope = Field(Scope.INGEST, description="Scope a request needs here: ingest, feedback or admin.")
-    tokens: list[TokenConfig] = Field(default_factory=list, description="Accepted tokens with their scopes.")
+    tokens: list[TokenConfig | SecretStr] = Field(
+        default_factory=list,
+        description="Accepted tokens: `{token, scopes, name}`, or a plain string that gets this endpoint's scope.",
+    )
     tokens_file: str | None = Field(
         None,
         description="File of further tokens, one per line: `<scope>[,<scope>...] <token> [name]`; `#` comments. Read at start.",
@@ -106,10 +110,15 @@ class AccessConfig(ComponentConfig):
         out: list[tuple[str, str]] = []
         if not self.tokens and self.tokens_file is None:
             out.append(("tokens", "give at least one token, or tokens_file"))
-        for index, entry in enumerate(self.tokens):
+        for index, entry in enumerate(self.entries()):
             secret = entry.token.get_secret_value()
+            where = (
+                f"tokens::{index}::token"
+                if isinstance(self.tokens[index], TokenConfig)
+                else f"tokens::{index}"
+            )
             if len(secret) < 16:
-                out.append((f"tokens::{index}::token", f"expected at least 16 characters, got {len(secret)}"))
+                out.append((where, f"expected at least 16 characters, got {len(secret)}"))
             if not entry.scopes:
                 out.append((f"tokens::{index}::scopes", "expected at least one scope"))
         if self.tokens_file is not None:
@@ -122,6 +131,13 @@ class AccessConfig(ComponentConfig):
                 except ValueError as exc:
                     out.append(("tokens_file", str(exc)))
         return out
+
+    def entries(self) -> list[TokenConfig]:
+        """The configured tokens as entries; a plain string token gets this endpoint's scope."""
+        return [
+            entry if isinstance(entry, TokenConfig) else TokenConfig(token=entry, scopes=[self.scope])
+            for entry in self.tokens
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +195,7 @@ class AccessControl:
     @classmethod
     def from_config(cls, config: AccessConfig) -> AccessControl:
         """Tokens from the config and its ``tokens_file`` (read now: call at start, not per request)."""
-        tokens = list(config.tokens)
+        tokens = config.entries()
         if config.tokens_file is not None:
             tokens.extend(parse_tokens_file(Path(config.tokens_file).read_text(encoding="utf-8")))
         return cls(tokens, config.header, config.scheme)

@@ -165,3 +165,17 @@ def test_admin_endpoint_rule() -> None:
         "a remote admin endpoint needs auth with scope admin",
     )
     assert admin_endpoint_problem("[::]:13133", allow_remote=True, access=admin) is None
+
+
+def test_plain_string_tokens_get_the_endpoint_scope() -> None:
+    """`tokens: ["${env:X}"]`, as the receivers take them today, keeps working after adopting scopes."""
+    config = AccessConfig.model_validate(
+        {"scope": "feedback", "tokens": [FEEDBACK, {"token": ADMIN, "scopes": ["admin"]}]}
+    )
+    access = AccessControl.from_config(config)
+    assert access.decide(f"Bearer {FEEDBACK}", Scope.FEEDBACK) is Decision.ALLOWED
+    assert access.decide(f"Bearer {FEEDBACK}", Scope.INGEST) is Decision.FORBIDDEN
+    assert access.decide(f"Bearer {ADMIN}", Scope.FEEDBACK) is Decision.FORBIDDEN
+    assert AccessConfig.model_validate({"tokens": ["short"]}).problems() == [
+        ("tokens::0", "expected at least 16 characters, got 5")
+    ]

@@ -460,6 +460,8 @@ class Intake:
             tree = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("invalid JSON: nested too deeply") from None
         if not isinstance(tree, dict):
             raise ValueError(f"expected a JSON object ({request_type.__name__}), got {type(tree).__name__}")
         request = request_type()
@@ -467,6 +469,8 @@ class Intake:
             json_format.ParseDict(hex_ids_to_base64(tree), request, ignore_unknown_fields=True)
         except (json_format.ParseError, binascii.Error) as exc:
             raise ValueError(f"invalid OTLP/JSON {request_type.__name__}: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"invalid OTLP/JSON {request_type.__name__}: nested too deeply") from None
         return request
 
     def _drop_oversized_spans(self, request: ExportTraceServiceRequest, seen: list[Any]) -> tuple[int, int]:

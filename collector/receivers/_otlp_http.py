@@ -40,6 +40,7 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 # Content-Encoding -> zlib window bits (31: gzip wrapper, 15: zlib wrapper, HTTP's "deflate").
 _ENCODINGS = {"": 0, "identity": 0, "gzip": 31, "x-gzip": 31, "deflate": 15}
+_BUSY = -1.0  # connections-map value of a connection serving a request
 # Lingering close: how much of an unread body is drained, and for how long, before closing.
 _LINGER_BYTES = 64 * 1024 * 1024
 _LINGER_S = 2.0
@@ -86,8 +87,10 @@ class _Server(ThreadingHTTPServer):
         self.transport = transport
         self.reuse_port = reuse_port
         self.tls = tls
-        self.connections: set[socket.socket] = set()
+        # connection -> when it started waiting for a request (line and headers), or _BUSY
+        self.connections: dict[socket.socket, float] = {}
         self.connections_lock = threading.Lock()
+        self.evicted = 0
         self.open_connections = 0  # accepted and not finished, counted on the accept thread
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -107,12 +110,24 @@ class _Server(ThreadingHTTPServer):
         return sock, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # One thread per connection: past the cap, close new connections instead of growing threads.
+        # One thread per connection, at most max_connections. At the cap, the connection that has
+        # waited longest for a request head (idle keep-alive, or a client trickling its headers:
+        # slowloris) makes room; only when every connection is busy with a request is the new one closed.
+        victim = None
         with self.connections_lock:
             full = self.open_connections >= self.transport.max_connections
-            if not full:
+            if full:
+                waiting = [(since, conn) for conn, since in self.connections.items() if since != _BUSY]
+                if waiting:
+                    victim = min(waiting, key=lambda item: item[0])[1]
+                    self.connections[victim] = _BUSY  # not chosen twice
+                    self.evicted += 1
+            if not full or victim is not None:
                 self.open_connections += 1
-        if full:
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                victim.shutdown(socket.SHUT_RDWR)
+        elif full:
             self.transport.refused_connection()
             self.shutdown_request(request)
             return
@@ -137,14 +152,27 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.transport.idle_timeout_s)
+        self._mark(waiting=True)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
+
+    def _mark(self, waiting: bool) -> None:
         with self.server.connections_lock:
-            self.server.connections.add(self.connection)
+            self.server.connections[self.connection] = time.monotonic() if waiting else _BUSY
+
+    def handle_one_request(self) -> None:
+        self._mark(waiting=True)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self._mark(waiting=False)  # the head is in: no longer a candidate for eviction
+        return parsed
 
     def finish(self) -> None:
         with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
+            self.server.connections.pop(self.connection, None)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -184,9 +212,11 @@ class HttpTransport:
         tls: ServerTLSSettings | None,
         auth: Authenticator | None,
         idle_timeout_s: float,
+        body_timeout_s: float,
         max_connections: int,
         logger: logging.Logger,
     ) -> None:
+        self.body_timeout_s = body_timeout_s
         self._intake = intake
         self.max_connections = max_connections
         self._endpoint = endpoint
@@ -360,32 +390,33 @@ class HttpTransport:
             return
 
     def _read_body(self, h: _Handler, chunked: bool, length: int, cap: int) -> bytes:
+        """The whole body, within ``body_timeout`` in total (a client trickling it cannot hold a thread)."""
         h.body_read = True
-        if not chunked:
-            body = h.rfile.read(length)
-            if len(body) != length:
-                raise OSError("connection closed before the body was complete")
-            return body
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = h.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadBody("malformed chunked encoding") from None
-            if size == 0:
-                while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are ignored
-                return b"".join(parts)
-            total += size
-            if total > cap:
-                raise _TooLarge
-            chunk = h.rfile.read(size)
-            if len(chunk) != size:
-                raise OSError("connection closed inside a chunk")
-            parts.append(chunk)
-            h.rfile.readline(3)
+        deadline = time.monotonic() + self.body_timeout_s
+        try:
+            if not chunked:
+                return _read_exact(h, length, deadline)
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                _arm(h, deadline)
+                line = h.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _BadBody("malformed chunked encoding") from None
+                if size == 0:
+                    while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        _arm(h, deadline)  # trailers are ignored
+                    return b"".join(parts)
+                total += size
+                if total > cap:
+                    raise _TooLarge
+                parts.append(_read_exact(h, size, deadline))
+                h.rfile.readline(3)
+        finally:
+            with contextlib.suppress(OSError):
+                h.connection.settimeout(self.idle_timeout_s)
 
     def _reply_outcome(self, h: _Handler, outcome: Outcome, json_body: bool, close: bool = False) -> None:
         if outcome.kind is OutcomeKind.OK:
@@ -430,6 +461,26 @@ class HttpTransport:
             h.wfile.write(data)
         except OSError:
             h.close_connection = True
+
+
+def _arm(h: _Handler, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise OSError("the body did not arrive within body_timeout")
+    h.connection.settimeout(remaining)
+
+
+def _read_exact(h: _Handler, size: int, deadline: float) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        _arm(h, deadline)
+        chunk = h.rfile.read1(min(size - got, 1 << 20))
+        if not chunk:
+            raise OSError("connection closed before the body was complete")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _server_context(tls: ServerTLSSettings) -> ssl.SSLContext:

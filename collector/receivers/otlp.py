@@ -70,10 +70,16 @@ class HttpSettings(ComponentConfig):
 
     endpoint: str = Field("127.0.0.1:4318", description="host:port to listen on (port 0: any free port).")
     idle_timeout: Duration = Field(
-        60.0, description="Close a keep-alive connection idle this long; also bounds reading one body."
+        60.0, description="Close a keep-alive connection idle this long (also the limit of one read)."
+    )
+    body_timeout: Duration = Field(
+        60.0, gt=0, description="Time to receive one request body in full; a slower client is disconnected."
     )
     max_connections: int = Field(
-        256, ge=1, description="Open connections (one thread each); past it new connections are closed."
+        256,
+        ge=1,
+        description="Open connections (one thread each). At the cap the connection waiting longest for a "
+        "request head (idle keep-alive, slow headers) is closed to make room; when all are busy, the new one.",
     )
     tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
     auth: AuthSettings | None = Field(None, description="Require a bearer token.")
@@ -194,6 +200,7 @@ class OtlpReceiver:
                     tls=http.tls,
                     auth=Authenticator(http.auth) if http.auth else None,
                     idle_timeout_s=http.idle_timeout,
+                    body_timeout_s=http.body_timeout,
                     max_connections=http.max_connections,
                     logger=self._logger,
                 )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import ssl
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -238,6 +242,23 @@ def test_http_json_ids_are_hex() -> None:
             id="json-bad-trace-id",
         ),
         pytest.param(b"[]", JSON, 400, "expected a JSON object", id="json-array"),
+        pytest.param(
+            b'{"resourceSpans":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            JSON,
+            400,
+            "nested too deeply",
+            id="json-deeply-nested",
+        ),
+        pytest.param(
+            b'{"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": '
+            + b'{"arrayValue": {"values": [' * 900
+            + b"]}}" * 900
+            + b"}]}}]}",
+            JSON,
+            400,
+            "nested too deeply",
+            id="json-deep-any-values",
+        ),
         pytest.param(
             b"\x1f\x8b\x08 not gzip", {**PROTO, "Content-Encoding": "gzip"}, 400, "decompress", id="bad-gzip"
         ),
@@ -517,20 +538,55 @@ def test_sdk_exporters_deliver(receiver: Service, transport: str) -> None:
     assert sample(receiver, ACCEPTED, **labels(transport)) == 5
 
 
-def test_http_connections_over_the_cap_are_closed(run_service: Callable[[str], Service]) -> None:
+def _capped(run_service: Callable[[str], Service]) -> Service:
     text = RECEIVER_ONLY.format(extra="").replace(
-        'http: {endpoint: "127.0.0.1:0"}', 'http: {endpoint: "127.0.0.1:0", max_connections: 1}'
+        'http: {endpoint: "127.0.0.1:0"}', 'http: {endpoint: "127.0.0.1:0", max_connections: 2}'
     )
-    service = run_service(text)
+    return run_service(text)
+
+
+def test_http_at_the_connection_cap_a_waiting_connection_makes_room(
+    run_service: Callable[[str], Service],
+) -> None:
+    service = _capped(run_service)
     _, port = receiver_ports(service)
     payload = trace_request(1).SerializeToString()
-    first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
-        assert post(port, "/v1/traces", payload, PROTO, first)[0] == 200  # holds the only slot (keep-alive)
-        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-            post(port, "/v1/traces", payload, PROTO)
+        assert post(port, "/v1/traces", payload, PROTO, idle)[0] == 200  # then idle in keep-alive
+        slow.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # a head that never ends (slowloris)
+        time.sleep(0.2)
+        assert post(port, "/v1/traces", payload, PROTO)[0] == 200  # evicts the longest waiting
+        assert post(port, "/v1/traces", payload, PROTO)[0] == 200  # and again
     finally:
-        first.close()
+        idle.close()
+        slow.close()
+    assert debug_items(service, Signal.TRACES) == 3
+
+
+def test_http_at_the_connection_cap_with_every_connection_busy_new_ones_are_closed(
+    run_service: Callable[[str], Service],
+) -> None:
+    service = _capped(run_service)
+    _, port = receiver_ports(service)
+    release = threading.Event()
+
+    class Blocking:
+        def consume(self, batch: Any) -> None:
+            release.wait(10)
+
+    service.component(Kind.RECEIVER, "otlp").bind({Signal.TRACES: Blocking()})
+    payload = trace_request(1).SerializeToString()
+    with ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(post, port, "/v1/traces", payload, PROTO) for _ in range(2)]
+        time.sleep(0.5)
+        try:
+            with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+                post(port, "/v1/traces", payload, PROTO)
+        finally:
+            release.set()
+        assert [future.result(10)[0] for future in busy] == [200, 200]
     assert wait_for(lambda: _posts_ok(port, payload))
     assert sample(service, "otelcol_receiver_requests_total", outcome="refused", **labels("http")) >= 1
 
@@ -618,3 +674,30 @@ def test_a_port_in_use_fails_the_start(run_service: Callable[[str], Service], tr
     second = Service(parse_config(text))
     with pytest.raises(ComponentError, match="cannot listen"):
         second.start()
+
+
+def test_http_a_body_trickled_too_slowly_is_cut_off(run_service: Callable[[str], Service]) -> None:
+    text = RECEIVER_ONLY.format(extra="").replace(
+        'http: {endpoint: "127.0.0.1:0"}', 'http: {endpoint: "127.0.0.1:0", body_timeout: 500ms}'
+    )
+    service = run_service(text)
+    _, port = receiver_ports(service)
+    payload = trace_request(3).SerializeToString()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {len(payload)}\r\n\r\n"
+        sock.sendall(head.encode() + payload[:5])
+        started = time.monotonic()
+        try:
+            for byte in payload[5:]:
+                time.sleep(0.05)
+                sock.sendall(bytes([byte]))
+        except OSError:
+            pass  # the server hung up: expected
+        try:
+            answer = sock.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # closed without an answer
+        assert time.monotonic() - started < 5
+    assert debug_items(service, Signal.TRACES) == 0
+    assert post(port, "/v1/traces", payload, PROTO)[0] == 200  # others are served as usual

@@ -15,7 +15,8 @@ infrastructure updates that keep answers).
 
 Spend is capped like the judge's (:class:`SpendLimiter`): probes per hour and per day, and US dollars
 per day from the reported token counts × the endpoint's configured prices. A probe that would break a
-limit is skipped and counted, never sent.
+limit is skipped and counted by reason (``probes_per_hour``, ``probes_per_day``, ``budget``: the values of
+``otel_llm.canary.skip.reason``), never sent.
 
 Thread safety: :class:`Canary` is driven by one thread (the canary extension's scheduler or a test).
 """
@@ -41,6 +42,7 @@ from pydantic import Field
 from collector.component import ComponentConfig
 from collector.drift.embedders import Embedder, EmbedderConfig, EmbeddingError
 from collector.durations import Duration
+from otel_llm.conventions import attributes as attrs
 
 __all__ = [
     "DEFAULT_PROBES",
@@ -66,6 +68,9 @@ DEFAULT_PROBES: tuple[str, ...] = (
     "Summarise the plot of Romeo and Juliet in exactly two sentences.",
     "Is 1001 a prime number? Answer yes or no, then give one factorisation if not.",
 )
+
+
+_Refusal = attrs.OtelLlmCanarySkipReasonValues
 
 
 class ProbeError(Exception):
@@ -223,21 +228,26 @@ class SpendLimiter:
 
     def allow(self, estimate_usd: float) -> bool:
         """True when one more probe costing about ``estimate_usd`` keeps every limit; counts refusals."""
+        return not self.refusal(estimate_usd)
+
+    def refusal(self, estimate_usd: float) -> str:
+        """Why one more probe costing about ``estimate_usd`` would break a limit (counted), or ``""``
+        when it keeps every limit (then it counts as sent)."""
         now = self.clock()
         self._trim(now)
         last_hour = sum(1 for t in self._probes if now - t < 3600.0)
         reason = ""
         if last_hour >= self.per_hour:
-            reason = "probes_per_hour"
+            reason = _Refusal.PROBES_PER_HOUR
         elif len(self._probes) >= self.per_day:
-            reason = "probes_per_day"
+            reason = _Refusal.PROBES_PER_DAY
         elif self.spent_today() + estimate_usd > self.usd_per_day:
-            reason = "budget"
+            reason = _Refusal.BUDGET
         if reason:
             self.skipped[reason] += 1
-            return False
+            return reason
         self._probes.append(now)
-        return True
+        return ""
 
     def record(self, usd: float) -> None:
         self._spend.append((self.clock(), usd))
@@ -249,7 +259,12 @@ def _cost(endpoint: EndpointConfig, input_tokens: int, output_tokens: int) -> fl
 
 @dataclass
 class EndpointReport:
-    """The outcome of one run against one endpoint."""
+    """The outcome of one run against one endpoint.
+
+    ``answered`` and ``failed`` count the probe requests sent (``failed``: :class:`ProbeError`);
+    ``errors`` counts those failures plus embedding and baseline-saving faults; ``skipped`` the probes not
+    sent, by reason in ``skip_reasons``; ``cost_usd`` the answered probes' cost.
+    """
 
     endpoint: str
     phase: Literal["baseline", "compared", "incomplete"]
@@ -266,6 +281,9 @@ class EndpointReport:
     cost_usd: float = 0.0
     errors: int = 0
     skipped: int = 0
+    answered: int = 0
+    failed: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -369,14 +387,18 @@ class Canary:
             endpoint, 2 * max(len(p) for p in self.config.prompts) // 3 + 16, endpoint.max_tokens
         )
         for prompt in self.config.prompts:
-            if not self.limiter.allow(estimate):
+            refusal = self.limiter.refusal(estimate)
+            if refusal:
                 report.skipped += 1
+                report.skip_reasons[refusal] = report.skip_reasons.get(refusal, 0) + 1
                 continue
             try:
                 answer = self.send(endpoint, prompt)
             except ProbeError:
                 report.errors += 1
+                report.failed += 1
                 continue
+            report.answered += 1
             answers[prompt] = answer
             usd = _cost(endpoint, answer.input_tokens, answer.output_tokens)
             self.limiter.record(usd)

@@ -126,12 +126,11 @@ _KEYS = frozenset(
 def drift_values(span: GenAISpan) -> dict[str, AnyValue]:
     """The attributes drift reads beyond the normalised fields (finish reasons, messages).
 
-    Taken from the span's lazily built attribute map, which every processor of the pipeline shares:
-    when another processor already built it this is free, otherwise it costs one walk over the keys,
-    the same as picking the keys out here. The values stay undecoded until needed.
+    Taken from the keys the extraction already picked (:attr:`GenAISpan.values`), so drift never builds
+    the span's full attribute map. The values stay undecoded until needed.
     """
-    attributes = span.attributes
-    return {key: attributes[key] for key in _KEYS if key in attributes}
+    values = span.values
+    return {key: values[key] for key in _KEYS if key in values}
 
 
 def extract_features(

@@ -283,7 +283,7 @@ class DriftMonitor:
         """Values of the ``group_by`` attributes; normalised names use the span's normalised fields."""
         values: list[str] = []
         for name in self.config.group_by:
-            if name == "service.name":
+            if name == attrs.SERVICE_NAME:
                 values.append(span.service_name)
             elif name == attrs.GEN_AI_REQUEST_MODEL:
                 values.append(span.request_model)
@@ -297,11 +297,19 @@ class DriftMonitor:
         return tuple(values)
 
     def observe_span(
-        self, span: GenAISpan, now: float, *, want_text: bool = True
+        self,
+        span: GenAISpan,
+        now: float,
+        *,
+        want_text: bool = True,
+        without_content: Counter[GroupKey] | None = None,
     ) -> tuple[list[Decision], list[tuple[GroupKey, Signal, str]], int]:
         """Record a span's statistics; return due decisions, the texts to embed (off this thread) and
         how many texts were left unread because ``want_text`` is false (the caller has no embedding
-        budget left, so the messages are not even decoded)."""
+        budget left, so the messages are not even decoded).
+
+        A span without a user prompt to embed is counted in the stats and, when given, in
+        ``without_content`` under its group key (the caller exports those per batch)."""
         key = self.group_key(span)
         values = drift_values(span)
         features = extract_features(
@@ -335,11 +343,15 @@ class DriftMonitor:
                         unread += 1
                     elif signal is Signal.PROMPT_EMBEDDING:
                         self.stats.spans_without_content += 1
+                        if without_content is not None:
+                            without_content[key] += 1
                 else:
                     text = features.prompt_text if signal is Signal.PROMPT_EMBEDDING else features.answer_text
                     if text is None:
                         if signal is Signal.PROMPT_EMBEDDING:
                             self.stats.spans_without_content += 1
+                            if without_content is not None:
+                                without_content[key] += 1
                     elif self._accepting(state):
                         texts.append((key, signal, text))
                     else:
@@ -450,7 +462,8 @@ class DriftMonitor:
             return state.tracker.drifted, state.last
 
     def count_skipped(self, reason: str, count: int = 1) -> None:
-        """Record spans skipped for embedding (``queue_full``, ``rate_limited``, ``embed_error``)."""
+        """Record spans skipped for embedding (``queue_full``, ``rate_limited``, ``embed_error``) or
+        not read at all (``bad_span``): the values of ``otel_llm.drift.skip.reason``."""
         with self.lock:
             self.stats.skipped[reason] += count
 

@@ -103,10 +103,16 @@ _COMPLETION = attrs.GEN_AI_USAGE_COMPLETION_TOKENS
 _ERROR_TYPE = attrs.ERROR_TYPE
 _SERVER_ADDRESS = attrs.SERVER_ADDRESS
 _SERVER_PORT = attrs.SERVER_PORT
-# Every key _normalise reads; others are not decoded on the hot path.
+# Keys _normalise does not read but processors do (drift's finish reasons and messages); picked in the
+# same pass so that reading them needs no full attribute map. Never part of _RARE.
+_PICKED = frozenset(
+    {attrs.GEN_AI_RESPONSE_FINISH_REASONS, attrs.GEN_AI_INPUT_MESSAGES, attrs.GEN_AI_OUTPUT_MESSAGES}
+)
+# Every key _normalise reads, and _PICKED; others are not decoded on the hot path.
 _WANTED = frozenset(
     {
         *_GATE_KEYS,
+        *_PICKED,
         attrs.GEN_AI_REQUEST_MODEL,
         attrs.GEN_AI_RESPONSE_MODEL,
         attrs.GEN_AI_RESPONSE_ID,
@@ -142,6 +148,7 @@ _WANTED = frozenset(
 )
 # The keys of _WANTED that a plain chat span usually lacks; when none is present they are not read.
 _RARE = _WANTED - {
+    *_PICKED,
     attrs.GEN_AI_OPERATION_NAME,
     attrs.GEN_AI_PROVIDER_NAME,
     attrs.GEN_AI_SYSTEM,

@@ -3,9 +3,11 @@
 It passes every batch through unchanged. Per group (default ``service.name`` and
 ``gen_ai.request.model``) and signal it keeps a reference and current windows
 (:mod:`collector.drift.monitor`), tests each closed window with a calibrated two-sample test
-(:mod:`collector.drift.statistics`), and exports ``otel_llm.drift.score``, ``otel_llm.drift.p_value``
-and ``otel_llm.drift.state`` per group and signal; a drift event (start and end) is one structured log
-line, ``drift started`` / ``drift ended``.
+(:mod:`collector.drift.statistics`), and exports ``otel_llm.drift.score``, ``otel_llm.drift.p_value``,
+``otel_llm.drift.state`` and (numbers and categories) ``otel_llm.drift.psi`` per group and signal; a
+drift event (start and end) is one structured log line, ``drift started`` / ``drift ended``. Its own
+counts go to the same store: ``otel_llm.drift.spans_without_content`` (per group),
+``otel_llm.drift.skipped`` (by reason) and ``otel_llm.drift.groups.evicted``.
 
 Signals: ``prompt_embedding`` (last user message of ``gen_ai.input.messages``; spans without content
 are counted), ``answer_embedding`` (off by default), ``input_tokens``, ``output_tokens``, ``latency``,
@@ -32,10 +34,10 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -50,6 +52,10 @@ from collector.durations import Duration
 from collector.logs import event
 from otel_llm.conventions import attributes as attrs
 from otel_llm.conventions import metrics as m
+
+if TYPE_CHECKING:
+    from collector.metrics import Counter as StoreCounter
+    from collector.metrics import Gauge, MetricStore
 
 __all__ = [
     "FACTORY",
@@ -141,7 +147,7 @@ class DriftProcessorConfig(ComponentConfig):
     """Config of the ``drift`` processor."""
 
     group_by: list[str] = Field(
-        default_factory=lambda: ["service.name", attrs.GEN_AI_REQUEST_MODEL],
+        default_factory=lambda: [attrs.SERVICE_NAME, attrs.GEN_AI_REQUEST_MODEL],
         min_length=1,
         description="Attributes (span, then resource) whose values form a group.",
     )
@@ -210,6 +216,11 @@ class DriftProcessorConfig(ComponentConfig):
 
 
 _TICK_S = 1.0
+_Skip = attrs.OtelLlmDriftSkipReasonValues
+#: Metrics the canary extension writes too: one more label, the canary endpoint, empty on this
+#: processor's series (exporters leave empty attributes out), so that both share one instrument.
+_SHARED_WITH_CANARY = frozenset({m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_STATE})
+_GAUGES = (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE, m.OTEL_LLM_DRIFT_PSI)
 
 
 class DriftProcessor:
@@ -237,11 +248,21 @@ class DriftProcessor:
         )
         # Resource key: service.name when grouped by it (exported as the series' resource), the other
         # group_by attributes and the signal as metric attributes.
-        self._resource_attr = "service.name" if "service.name" in config.group_by else None
-        self._label_names = [name for name in config.group_by if name != self._resource_attr]
-        self._label_names.append(attrs.OTEL_LLM_DRIFT_SIGNAL)
-        self._store: Any = None
-        self._store_gauges: dict[str, Any] = {}
+        self._resource_attr = attrs.SERVICE_NAME if attrs.SERVICE_NAME in config.group_by else None
+        self._resource_index = (
+            config.group_by.index(self._resource_attr) if self._resource_attr is not None else None
+        )
+        #: group_by attributes that are metric attributes (all but the resource one), in group_by order.
+        self._group_label_names = [name for name in config.group_by if name != self._resource_attr]
+        self._group_label_indexes = [
+            index for index, name in enumerate(config.group_by) if name != self._resource_attr
+        ]
+        self._label_names = [*self._group_label_names, attrs.OTEL_LLM_DRIFT_SIGNAL]
+        self._store: MetricStore | None = None
+        self._store_gauges: dict[str, Gauge] = {}
+        self._without_content: StoreCounter | None = None
+        self._skipped: StoreCounter | None = None
+        self._evicted: StoreCounter | None = None
         self._cond = threading.Condition()
         self._texts: deque[tuple[tuple[str, ...], DriftSignal, str]] = deque()
         self._decisions: deque[Decision] = deque()
@@ -294,12 +315,15 @@ class DriftProcessor:
         budget, reason = self._text_budget(now)
         decisions: list[Decision] = []
         texts: list[tuple[tuple[str, ...], DriftSignal, str]] = []
-        unread = 0
+        unread = bad = 0
+        without_content: Counter[tuple[str, ...]] = Counter()
         for span in spans:
             try:
-                due, wanted, left = self.monitor.observe_span(span, now, want_text=len(texts) < budget)
+                due, wanted, left = self.monitor.observe_span(
+                    span, now, want_text=len(texts) < budget, without_content=without_content
+                )
             except Exception:  # bad data is counted and dropped here; the batch always goes on unchanged
-                self.monitor.count_skipped("bad_span")
+                bad += 1
                 continue
             decisions.extend(due)
             texts.extend(wanted)
@@ -307,7 +331,11 @@ class DriftProcessor:
         if decisions or texts:
             self._enqueue(decisions, texts)
         if unread:
-            self.monitor.count_skipped(reason, unread)
+            self._count_skipped(reason, unread)
+        if bad:
+            self._count_skipped(_Skip.BAD_SPAN, bad)
+        if without_content:
+            self._count_without_content(without_content)
         return batch
 
     def _text_budget(self, now: float) -> tuple[int, str]:
@@ -321,7 +349,7 @@ class DriftProcessor:
             self._refilled = now
             tokens = int(self._tokens)
             room = settings.queue_size - len(self._texts)
-        return max(0, min(tokens, room)), ("rate_limited" if tokens <= room else "queue_full")
+        return max(0, min(tokens, room)), (_Skip.RATE_LIMITED if tokens <= room else _Skip.QUEUE_FULL)
 
     def _enqueue(
         self, decisions: list[Decision], texts: list[tuple[tuple[str, ...], DriftSignal, str]]
@@ -340,9 +368,9 @@ class DriftProcessor:
                     self._texts.append(item)
             self._cond.notify()
         if limited:
-            self.monitor.count_skipped("rate_limited", limited)
+            self._count_skipped(_Skip.RATE_LIMITED, limited)
         if full:
-            self.monitor.count_skipped("queue_full", full)
+            self._count_skipped(_Skip.QUEUE_FULL, full)
 
     # -- worker ----------------------------------------------------------------------------------
 
@@ -396,7 +424,7 @@ class DriftProcessor:
             try:
                 vectors = self.embedder.embed([text for _, _, text in chunk])
             except EmbeddingError as exc:
-                self.monitor.count_skipped("embed_error", len(chunk))
+                self._count_skipped(_Skip.EMBED_ERROR, len(chunk))
                 event(
                     self.logger, logging.WARNING, "drift embedding failed", error=str(exc), prompts=len(chunk)
                 )
@@ -441,29 +469,82 @@ class DriftProcessor:
             from collector.metrics import shared_store
         except ImportError:  # the derived-metric store is optional: values stay in `gauges`
             return
-        self._store = shared_store(host)
+        store = self._store = shared_store(host)
         max_age = self.config.window.max_age
         # A series is refreshed at every decision, at least once per max_age; idle ones (evicted groups)
         # go after three of those, or an hour.
         expiry_s = max(3600.0, 3.0 * max_age)
-        # The canary extension shares these instruments; see the same note there.
+        # The canary extension shares score and state; see the same note there.
         limit = max(2000, self.config.max_groups * len(self.config.signals))
-        for name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE):
-            gauge = self._store.gauge(name, self._label_names, cardinality_limit=limit, expiry_s=expiry_s)
-            if tuple(gauge.label_names) != tuple(self._label_names):
+        # Counters: the skip reasons and evictions have fixed labels; spans without content are per group.
+        self._skipped = store.counter(m.OTEL_LLM_DRIFT_SKIPPED, (attrs.OTEL_LLM_DRIFT_SKIP_REASON,))
+        self._evicted = store.counter(m.OTEL_LLM_DRIFT_GROUPS_EVICTED, ())
+        counter = store.counter(
+            m.OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT,
+            self._group_label_names,
+            cardinality_limit=max(2000, self.config.max_groups),
+            expiry_s=expiry_s,
+        )
+        if self._same_labels(counter.label_names, self._group_label_names, counter.name):
+            self._without_content = counter
+        gauges: dict[str, Gauge] = {}
+        for name in _GAUGES:
+            wanted = self._gauge_label_names(name)
+            gauge = store.gauge(name, wanted, cardinality_limit=limit, expiry_s=expiry_s)
+            if not self._same_labels(gauge.label_names, wanted, name):
                 # Another drift processor (or the canary) created the instrument with other group_by
                 # attributes; one instrument has one label set, so this one keeps its values in `gauges`.
-                event(
-                    self.logger,
-                    logging.WARNING,
-                    "drift metrics not exported: label names differ from an existing instrument",
-                    metric=name,
-                    existing=",".join(gauge.label_names),
-                )
-                self._store = None
-                self._store_gauges = {}
                 return
-            self._store_gauges[name] = gauge
+            gauges[name] = gauge
+        self._store_gauges = gauges
+
+    def _gauge_label_names(self, name: str) -> list[str]:
+        if name in _SHARED_WITH_CANARY:
+            return [*self._label_names, attrs.OTEL_LLM_CANARY_ENDPOINT]
+        return self._label_names
+
+    def _same_labels(self, existing: Sequence[str], wanted: Sequence[str], name: str) -> bool:
+        if tuple(existing) == tuple(wanted):
+            return True
+        event(
+            self.logger,
+            logging.WARNING,
+            "drift metrics not exported: label names differ from an existing instrument",
+            metric=name,
+            existing=",".join(existing),
+        )
+        return False
+
+    def _count_skipped(self, reason: str, count: int) -> None:
+        self.monitor.count_skipped(reason, count)
+        if self._skipped is not None:
+            self._skipped.add(((), (reason,)), float(count), time.time_ns())
+
+    def _resource_key(self, service: str | None) -> tuple[str, ...]:
+        """The series' resource key: ``(service,)``, registered with the store, or empty when not grouped
+        by service.name."""
+        if service is None or self._resource_attr is None or self._store is None:
+            return ()
+        self._store.register_resource((service,), ((self._resource_attr, service),))
+        return (service,)
+
+    def _count_without_content(self, tally: Counter[tuple[str, ...]]) -> None:
+        """One store update per batch: spans without a prompt, per group."""
+        counter = self._without_content
+        if counter is None:
+            return
+        position = self._resource_index
+        items = [
+            (
+                (
+                    self._resource_key(None if position is None else key[position]),
+                    tuple(key[index] for index in self._group_label_indexes),
+                ),
+                float(count),
+            )
+            for key, count in tally.items()
+        ]
+        counter.add_many(items, time.time_ns())
 
     def _publish(self, outcome: Outcome) -> None:
         labels = dict(outcome.labels)
@@ -474,19 +555,24 @@ class DriftProcessor:
             m.OTEL_LLM_DRIFT_P_VALUE: outcome.result.p_value,
             m.OTEL_LLM_DRIFT_STATE: 1.0 if outcome.drifted else 0.0,
         }
+        psi = outcome.extras.get("psi")  # numbers and categories; computed with the test, so free here
+        if psi is not None and math.isfinite(psi):
+            values[m.OTEL_LLM_DRIFT_PSI] = psi
         with self._gauge_lock:
             for name, value in values.items():
                 self.gauges[(name, key)] = float(value)
-        if self._store is not None:
-            resource: tuple[str, ...] = ()
-            if self._resource_attr is not None:
-                service = labels[self._resource_attr]
-                resource = (service,)
-                self._store.register_resource(resource, ((self._resource_attr, service),))
-            series = (resource, tuple(labels.get(name, "") for name in self._label_names))
+        if self._store_gauges:
+            resource = self._resource_key(
+                None if self._resource_attr is None else labels[self._resource_attr]
+            )
+            attributes = tuple(labels.get(name, "") for name in self._label_names)
+            # The canary endpoint label of the shared instruments: empty on this processor's series.
+            series = (resource, attributes)
+            shared = (resource, (*attributes, ""))
             now_ns = time.time_ns()
             for name, value in values.items():
-                self._store_gauges[name].set(series, float(value), now_ns)
+                target = shared if name in _SHARED_WITH_CANARY else series
+                self._store_gauges[name].set(target, float(value), now_ns)
         if outcome.transition is not Transition.NONE:
             event(
                 self.logger,
@@ -505,7 +591,9 @@ class DriftProcessor:
             )
 
     def _forget(self, labels: dict[str, str]) -> None:
-        """An evicted group's series stop being exported (called under the monitor's lock)."""
+        """An evicted group's series stop being exported (called under the monitor's lock); counted."""
+        if self._evicted is not None:
+            self._evicted.add(((), ()), 1.0, time.time_ns())
         wanted = set(labels.items())
         with self._gauge_lock:
             for key in [k for k in self.gauges if wanted <= set(k[1])]:

@@ -184,6 +184,7 @@ def test_probe_errors_are_reported_not_raised() -> None:
     canary = Canary(CanaryConfig(endpoints=[endpoint], prompts=["hi"]), HashingEmbedder(64))
     (report,) = canary.run_once()
     assert report.errors == 1 and report.phase == "incomplete"
+    assert (report.answered, report.failed) == (0, 1)
 
 
 def test_spend_caps_count_and_budget(stand_in: StandIn) -> None:
@@ -195,7 +196,8 @@ def test_spend_caps_count_and_budget(stand_in: StandIn) -> None:
         clock=clock,
     )
     assert canary.run_once()[0].skipped == 0
-    assert canary.run_once()[0].skipped == 3
+    short = canary.run_once()[0]
+    assert (short.skipped, short.answered, short.skip_reasons) == (3, 1, {"probes_per_hour": 3})
     assert canary.limiter.skipped["probes_per_hour"] == 3
     clock.now += 3600
     assert canary.run_once()[0].skipped == 0
@@ -210,6 +212,7 @@ def test_spend_caps_count_and_budget(stand_in: StandIn) -> None:
     spent = budget.limiter.spent_today()
     assert spent <= 0.0012
     assert sum(r.skipped for r in reports) > 0 and budget.limiter.skipped["budget"] > 0
+    assert sum(r.skip_reasons.get("budget", 0) for r in reports) == budget.limiter.skipped["budget"]
     assert sum(r.cost_usd for r in reports) == pytest.approx(spent)
 
 
@@ -236,6 +239,61 @@ def test_extension_exports_and_logs(stand_in: StandIn, caplog: pytest.LogCapture
         dict(p.attributes)["gen_ai.request.model"]: p.value for p in snapshot["otel_llm.drift.state"].points
     }
     assert states == {"gpt-x": 1.0, "claude-x": 1.0}
+    # The series carry the endpoint's name, so two endpoints serving one model stay apart.
+    assert {p.attributes for p in snapshot["otel_llm.drift.score"].points} == {
+        (
+            ("gen_ai.request.model", "gpt-x"),
+            ("otel_llm.drift.signal", "canary"),
+            ("otel_llm.canary.endpoint", "gpt"),
+        ),
+        (
+            ("gen_ai.request.model", "claude-x"),
+            ("otel_llm.drift.signal", "canary"),
+            ("otel_llm.canary.endpoint", "claude"),
+        ),
+    }
+
+    def counts(name: str) -> dict[tuple[tuple[str, object], ...], float]:
+        return {p.attributes: p.value for p in snapshot[name].points}
+
+    # Two runs of four prompts per endpoint, all answered; only gpt has prices: 8 × (20 × 1 + 10 × 4) / 1e6.
+    assert counts("otel_llm.canary.probes") == {
+        (("otel_llm.canary.endpoint", "gpt"), ("otel_llm.canary.probe.outcome", "answered")): 8.0,
+        (("otel_llm.canary.endpoint", "claude"), ("otel_llm.canary.probe.outcome", "answered")): 8.0,
+    }
+    cost = counts("otel_llm.canary.cost")
+    assert cost[(("otel_llm.canary.endpoint", "gpt"),)] == pytest.approx(8 * 60e-6)
+    assert cost[(("otel_llm.canary.endpoint", "claude"),)] == 0.0
+    assert "otel_llm.canary.skipped" not in snapshot  # nothing skipped: no series
+
+
+def test_extension_counts_failed_and_skipped_probes(stand_in: StandIn) -> None:
+    metrics = pytest.importorskip("collector.metrics")
+    settings = CreateSettings(
+        id=ComponentId("canary"),
+        kind=Kind.EXTENSION,
+        logger=logging.getLogger("canary.test"),
+        telemetry=SelfTelemetry(),
+    )
+    down = {"name": "down", "url": "http://127.0.0.1:9/v1", "model": "m", "timeout": 1.0}
+    config = _config(
+        stand_in.url, max_probes_per_hour=6, endpoints=[_config(stand_in.url).endpoints[0], down]
+    )
+    extension = CanaryExtension(config, settings)
+    host = Host(telemetry=SelfTelemetry())
+    extension._bind_store(host)
+    extension.run_once()  # gpt: 4 answered; down: 2 sent and failed, then the hourly cap skips 2
+    snapshot = {s.name: s for s in metrics.shared_store(host).snapshot()}
+    assert {p.attributes: p.value for p in snapshot["otel_llm.canary.probes"].points} == {
+        (("otel_llm.canary.endpoint", "gpt"), ("otel_llm.canary.probe.outcome", "answered")): 4.0,
+        (("otel_llm.canary.endpoint", "down"), ("otel_llm.canary.probe.outcome", "failed")): 2.0,
+    }
+    assert {p.attributes: p.value for p in snapshot["otel_llm.canary.skipped"].points} == {
+        (("otel_llm.canary.endpoint", "down"), ("otel_llm.canary.skip.reason", "probes_per_hour")): 2.0
+    }
+    assert {
+        dict(p.attributes)["otel_llm.canary.endpoint"] for p in snapshot["otel_llm.canary.cost"].points
+    } == {"gpt"}
 
 
 def test_duplicate_endpoint_names_are_a_config_problem() -> None:

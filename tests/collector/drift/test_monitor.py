@@ -72,6 +72,16 @@ def test_answer_text_and_finish_reason_from_output_messages() -> None:
     assert Signal.FINISH_REASON not in categories and Signal.TOOL_CALL not in categories  # never guessed
 
 
+def test_features_need_no_full_attribute_map() -> None:
+    """Finish reasons and messages are picked in the extraction pass, so drift reads them from the span's
+    picked values and never builds the full attribute map."""
+    (span,) = genai_spans([SpanSpec(prompt="hello there", answer="hi", finish_reason="length")])
+    features = extract_features(span, want_prompt=True, want_answer=True)
+    assert features.prompt_text == "hello there" and features.answer_text == "hi"
+    assert features.categories[Signal.FINISH_REASON] == "length"
+    assert span._all_attributes is None
+
+
 def test_reservoir_is_bounded_and_uniform() -> None:
     counts = np.zeros(100)
     for seed in range(400):

@@ -19,6 +19,7 @@ from collector.drift.features import Signal
 from collector.drift.references import ReferenceStore, save_reference, save_reference_from_config
 from collector.processors.drift import FACTORY, DriftProcessor, DriftProcessorConfig
 from collector.telemetry import SelfTelemetry
+from otel_llm.conventions import attributes as attrs
 from otel_llm.conventions import metrics as m
 from tests.collector.drift._helpers import SpanSpec, batch, prompts, request
 
@@ -56,6 +57,33 @@ def _processor(config: DriftProcessorConfig, clock: FakeClock | None = None) -> 
         telemetry=SelfTelemetry(),
     )
     return DriftProcessor(config, settings, clock=clock or FakeClock())
+
+
+def _bound(config: DriftProcessorConfig, clock: FakeClock | None = None) -> tuple[DriftProcessor, Any]:
+    """A processor writing into a fresh host's derived-metric store, and that store."""
+    metrics = pytest.importorskip("collector.metrics")
+    host = Host(telemetry=SelfTelemetry())
+    processor = _processor(config, clock)
+    processor._bind_store(host)
+    return processor, metrics.shared_store(host)
+
+
+def _points(store: Any, name: str) -> dict[tuple[tuple[str, ...], tuple[tuple[str, object], ...]], float]:
+    """(resource attribute values, point attributes) -> value of every series of metric ``name``."""
+    found: dict[tuple[tuple[str, ...], tuple[tuple[str, object], ...]], float] = {}
+    for snap in store.snapshot():
+        if snap.name == name:
+            for point in snap.points:
+                resource = tuple(value for _, value in store.resource_attributes(point.resource))
+                found[(resource, point.attributes)] = point.value
+    return found
+
+
+def _skipped(store: Any) -> dict[object, float]:
+    return {
+        dict(attributes)[attrs.OTEL_LLM_DRIFT_SKIP_REASON]: value
+        for (_, attributes), value in _points(store, m.OTEL_LLM_DRIFT_SKIPPED).items()
+    }
 
 
 def _feed(processor: DriftProcessor, specs: list[SpanSpec], chunk: int = 20) -> None:
@@ -179,31 +207,50 @@ def test_statistics_drift_without_content() -> None:
 
 
 def test_spans_without_content_are_counted() -> None:
-    processor = _processor(_config())
+    processor, store = _bound(_config())
     _feed(processor, [SpanSpec(prompt=None)] * 30 + [SpanSpec(prompt="hi there")] * 10)
-    assert processor.monitor.snapshot()["spans_without_content"] == 30
+    _feed(processor, [SpanSpec(prompt=None, service="search-api", model="gpt-4o")] * 5)
+    assert processor.monitor.snapshot()["spans_without_content"] == 35
+    # Exported per group: service.name as the resource, the other group_by attributes as attributes.
+    assert _points(store, m.OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT) == {
+        (("chat-api",), ((attrs.GEN_AI_REQUEST_MODEL, "gpt-4o-mini"),)): 30.0,
+        (("search-api",), ((attrs.GEN_AI_REQUEST_MODEL, "gpt-4o"),)): 5.0,
+    }
+
+
+def test_spans_without_content_past_the_embedding_budget_are_counted_too() -> None:
+    # Past the budget the messages are not decoded; a span without them still counts as without content.
+    processor, store = _bound(_config(embedding={"max_per_minute": 5}))
+    processor.process(batch([SpanSpec(prompt=f"q{i}") for i in range(10)] + [SpanSpec(prompt=None)] * 4))
+    assert processor.monitor.snapshot()["spans_without_content"] == 4
+    (count,) = _points(store, m.OTEL_LLM_DRIFT_SPANS_WITHOUT_CONTENT).values()
+    assert count == 4.0
+    assert _skipped(store) == {"rate_limited": 5.0}
 
 
 def test_embedding_rate_limit_skips_and_counts() -> None:
     clock = FakeClock()
-    processor = _processor(_config(embedding={"max_per_minute": 50}), clock)
+    processor, store = _bound(_config(embedding={"max_per_minute": 50}), clock)
     processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
     assert processor.monitor.snapshot()["skipped"] == {"rate_limited": 50}
+    assert _skipped(store) == {"rate_limited": 50.0}
     assert processor.run_pending() == 50
     clock.now += 30.0  # half a minute refills 25 prompts
     processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
     assert processor.monitor.snapshot()["skipped"] == {"rate_limited": 125}
+    assert _skipped(store) == {"rate_limited": 125.0}
 
 
 def test_embedding_queue_bound_skips_and_counts() -> None:
-    processor = _processor(_config(embedding={"queue_size": 30}))
+    processor, store = _bound(_config(embedding={"queue_size": 30}))
     processor.process(batch([SpanSpec(prompt=f"question {i}") for i in range(100)]))
     assert processor.monitor.snapshot()["skipped"] == {"queue_full": 70}
+    assert _skipped(store) == {"queue_full": 70.0}
     assert processor.run_pending() == 30
 
 
 def test_memory_is_bounded_with_many_groups() -> None:
-    processor = _processor(_config(max_groups=10, reference={"size": 50, "min_size": 10}))
+    processor, store = _bound(_config(max_groups=10, reference={"size": 50, "min_size": 10}))
     for group in range(120):
         processor.process(batch([SpanSpec(prompt=f"prompt {i}", model=f"model-{group}") for i in range(40)]))
         processor.run_pending()
@@ -214,6 +261,7 @@ def test_memory_is_bounded_with_many_groups() -> None:
     assert snapshot["stored_values"] <= 10 * signals * (50 + 60)
     models = {dict(key).get("gen_ai.request.model") for _, key in processor.gauges}
     assert len(models) <= 10
+    assert _points(store, m.OTEL_LLM_DRIFT_GROUPS_EVICTED) == {((), ()): 110.0}
 
 
 def test_references_persist_and_reload(tmp_path: Path) -> None:
@@ -334,20 +382,81 @@ def test_save_reference_from_recorded_traces_for_file_mode(tmp_path: Path) -> No
 
 def test_exports_into_the_shared_metric_store() -> None:
     metrics = pytest.importorskip("collector.metrics")
+    processor, store = _bound(_config(signals=["input_tokens", "finish_reason"]))
+    rng = np.random.default_rng(6)
+    _feed(processor, [SpanSpec(input_tokens=int(rng.poisson(100))) for _ in range(180)])
+    names = {snap.name: snap for snap in store.snapshot()}
+    gauges = {m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE, m.OTEL_LLM_DRIFT_PSI}
+    assert gauges <= set(names)
+    expected = {"gen_ai.request.model": "gpt-4o-mini", "otel_llm.drift.signal": "input_tokens"}
+    for name in gauges:
+        for point in names[name].points:
+            attributes = dict(point.attributes)
+            if attributes["otel_llm.drift.signal"] != "input_tokens":
+                continue
+            # Score and state share their instrument with the canary, whose endpoint label is empty here.
+            shared = name in (m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_STATE)
+            assert attributes == ({**expected, "otel_llm.canary.endpoint": ""} if shared else expected)
+            assert store.resource_attributes(point.resource) == (("service.name", "chat-api"),)
+    # The empty endpoint label never reaches an exporter.
+    text = metrics.render_text(store, store.snapshot())
+    assert 'otel_llm_drift_signal="input_tokens"' in text and "canary_endpoint" not in text
+    # PSI for numbers and categories, next to the processor's own copy of the exported values.
+    psi = {dict(p.attributes)["otel_llm.drift.signal"]: p.value for p in names[m.OTEL_LLM_DRIFT_PSI].points}
+    assert set(psi) == {"input_tokens", "finish_reason"} and all(v >= 0 for v in psi.values())
+    assert {
+        dict(key)["otel_llm.drift.signal"] for name, key in processor.gauges if name == m.OTEL_LLM_DRIFT_PSI
+    } == {
+        "input_tokens",
+        "finish_reason",
+    }
+
+
+def test_shares_score_and_state_with_the_canary_extension(caplog: pytest.LogCaptureFixture) -> None:
+    """Either may create the shared instruments first; with the default group_by both export."""
+    metrics = pytest.importorskip("collector.metrics")
+    from collector.drift.canary import CanaryConfig
+    from collector.extensions.canary import CanaryExtension
+
     host = Host(telemetry=SelfTelemetry())
-    processor = _processor(_config(signals=["input_tokens"]))
-    processor._bind_store(host)
+    canary_settings = CreateSettings(
+        id=ComponentId("canary"),
+        kind=Kind.EXTENSION,
+        logger=logging.getLogger(_LOGGER),
+        telemetry=SelfTelemetry(),
+    )
+    with caplog.at_level(logging.WARNING, logger=_LOGGER):
+        CanaryExtension(CanaryConfig(), canary_settings)._bind_store(host)
+        processor = _processor(_config(signals=["input_tokens"]))
+        processor._bind_store(host)
+    assert caplog.records == []
     rng = np.random.default_rng(6)
     _feed(processor, [SpanSpec(input_tokens=int(rng.poisson(100))) for _ in range(180)])
     store = metrics.shared_store(host)
-    names = {snap.name: snap for snap in store.snapshot()}
-    assert {m.OTEL_LLM_DRIFT_SCORE, m.OTEL_LLM_DRIFT_P_VALUE, m.OTEL_LLM_DRIFT_STATE} <= set(names)
-    point = names[m.OTEL_LLM_DRIFT_STATE].points[0]
-    assert dict(point.attributes) == {
-        "gen_ai.request.model": "gpt-4o-mini",
-        "otel_llm.drift.signal": "input_tokens",
+    assert _points(store, m.OTEL_LLM_DRIFT_STATE)
+
+
+def test_a_second_group_by_keeps_its_values_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    host = Host(telemetry=SelfTelemetry())
+    _processor(_config(signals=["input_tokens"]))._bind_store(host)
+    other = _processor(_config(signals=["input_tokens"], group_by=["service.name", "gen_ai.provider.name"]))
+    with caplog.at_level(logging.WARNING, logger=_LOGGER):
+        other._bind_store(host)
+    assert {r.getMessage() for r in caplog.records} == {
+        "drift metrics not exported: label names differ from an existing instrument"
     }
-    assert store.resource_attributes(point.resource) == (("service.name", "chat-api"),)
+    assert other._store_gauges == {} and other._without_content is None
+    assert other._skipped is not None  # fixed labels: still shared
+    rng = np.random.default_rng(6)
+    _feed(other, [SpanSpec(input_tokens=int(rng.poisson(100)), prompt=None) for _ in range(180)])
+    states = {key: value for (name, key), value in other.gauges.items() if name == m.OTEL_LLM_DRIFT_STATE}
+    assert states == {
+        (
+            ("gen_ai.provider.name", "openai"),
+            ("otel_llm.drift.signal", "input_tokens"),
+            ("service.name", "chat-api"),
+        ): 0.0
+    }
 
 
 def test_save_reference_from_a_collector_config(tmp_path: Path) -> None:
@@ -435,6 +544,12 @@ def test_embedding_failures_are_counted_and_logged_once_per_batch(caplog: pytest
         processor.run_pending()
     assert processor.monitor.snapshot()["skipped"] == {"embed_error": 25}
     assert [r.getMessage() for r in caplog.records] == ["drift embedding failed"] * 3
+    metrics = pytest.importorskip("collector.metrics")
+    host = Host(telemetry=SelfTelemetry())
+    processor._bind_store(host)
+    processor.process(batch([SpanSpec(prompt=f"q{i}") for i in range(5)]))
+    processor.run_pending()
+    assert _skipped(metrics.shared_store(host)) == {"embed_error": 5.0}
 
 
 def test_answer_embedding_signal() -> None:
@@ -498,7 +613,7 @@ service:
 
 
 def test_a_span_that_breaks_feature_reading_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    processor = _processor(_config())
+    processor, store = _bound(_config())
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("unexpected attribute shape")
@@ -507,3 +622,4 @@ def test_a_span_that_breaks_feature_reading_is_counted_not_raised(monkeypatch: p
     given = batch([SpanSpec()] * 3)
     assert processor.process(given) is given
     assert processor.monitor.snapshot()["skipped"] == {"bad_span": 3}
+    assert _skipped(store) == {"bad_span": 3.0}

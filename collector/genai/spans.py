@@ -382,14 +382,20 @@ def _vi(value: AnyValue | None) -> int | None:
     kind = value.WhichOneof("value")
     if kind == "int_value":
         return 0
-    if kind == "double_value" and value.double_value >= 0 and value.double_value == value.double_value:
-        return int(value.double_value)
+    if kind == "double_value":
+        # Negative, NaN and infinite counts are bad data, not a count: treated as absent (never guessed).
+        number_f = value.double_value
+        return int(number_f) if 0 <= number_f < _MAX_COUNT else None
     if kind == "string_value":
         try:
             return int(value.string_value)
         except ValueError:
             return None
     return None
+
+
+# Larger "token counts" are garbage (2**53: beyond exact doubles), and int() of inf would raise.
+_MAX_COUNT = float(2**53)
 
 
 def _first(values: dict[str, AnyValue], keys: tuple[str, ...]) -> AnyValue | None:

@@ -33,7 +33,7 @@ string longer than ``max_value_kib``, and every string after ``max_scan_mib_per_
 is replaced by ``<UNSCANNED>`` and counted as kind ``unscanned``: the processor fails closed rather
 than let a hostile request hold a pipeline thread for minutes or let unscanned text through.
 
-Counts go to the self-telemetry counter ``otel_llm_pii_redactions_total{processor, kind}`` (values are
+Counts go to the self-telemetry counter ``otel_llm_pii_redactions_total{processor, otel_llm_pii_kind}`` (values are
 never logged). The processor also publishes a ``str -> str`` redactor under
 ``host.shared["collector.pii.redactor"]`` for components that send content elsewhere (the quality
 judge): same kinds and mode, except that ``drop`` becomes ``mask`` there, since the judge needs text.
@@ -53,6 +53,9 @@ from pydantic import Field, SecretStr
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from collector.data import Batch, LogsBatch, TraceBatch
 from collector.logs import event
+from collector.telemetry import prom_name
+from otel_llm.conventions import attributes as attrs
+from otel_llm.conventions import metrics as m
 from otel_llm.redaction import (
     CONTENT_ATTRIBUTES,
     UNSCANNED,
@@ -69,15 +72,11 @@ __all__ = ["FACTORY", "REDACTOR_KEY", "PiiPatternConfig", "PiiProcessor", "PiiPr
 #: ``host.shared`` key of the ``str -> str`` redactor for components that send content out (the judge).
 REDACTOR_KEY = "collector.pii.redactor"
 
-# TODO(#10): not in the generated conventions yet; add `otel_llm.pii.redactions` ({redaction}, counter,
-# labels processor and kind) to semconv/ and use the constant.
-REDACTIONS_METRIC = "otel_llm.pii.redactions"
-REDACTIONS_DESCRIPTION = "Values redacted by the pii processor, by kind (values are never logged)."
 
 # Legacy flattened content (OpenLLMetry `gen_ai.prompt.0.content`) and OpenInference content names.
 _CONTENT_PREFIXES = (
-    "gen_ai.prompt.",
-    "gen_ai.completion.",
+    attrs.GEN_AI_PROMPT + ".",
+    attrs.GEN_AI_COMPLETION + ".",
     "llm.input_messages.",
     "llm.output_messages.",
     "llm.prompts.",
@@ -217,7 +216,9 @@ class PiiProcessor:
         self._allowed = _matcher(config.allow_attributes)
         self._denied = _matcher(config.deny_attributes)
         self._counter = settings.telemetry.counter(
-            REDACTIONS_METRIC, REDACTIONS_DESCRIPTION, ("processor", "kind")
+            m.OTEL_LLM_PII_REDACTIONS,
+            m.OTEL_LLM_PII_REDACTIONS_DESCRIPTION,
+            (prom_name(attrs.PROCESSOR), prom_name(attrs.OTEL_LLM_PII_KIND)),
         )
         self._children: dict[str, Counter] = {}
         self._host: Host | None = None

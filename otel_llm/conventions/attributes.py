@@ -329,6 +329,10 @@ OTEL_LLM_JUDGE_SKIP_REASON: Final = "otel_llm.judge.skip.reason"
 #: Name of the metric whose series limit was reached. (string; otel-llm)
 OTEL_LLM_METRIC_NAME: Final = "otel_llm.metric.name"
 
+#: Kind of value the pii processor redacted (a detector name such as `email` or a custom rule's name).
+#: (string; otel-llm)
+OTEL_LLM_PII_KIND: Final = "otel_llm.pii.kind"
+
 #: The stream was closed or garbage-collected before its end, so usage and finish reasons may be missing.
 #: (boolean; otel-llm)
 OTEL_LLM_STREAM_ABANDONED: Final = "otel_llm.stream.abandoned"
@@ -962,6 +966,7 @@ __all__ = [
     "OTEL_LLM_INSTANCE_ID",
     "OTEL_LLM_JUDGE_SKIP_REASON",
     "OTEL_LLM_METRIC_NAME",
+    "OTEL_LLM_PII_KIND",
     "OTEL_LLM_STREAM_ABANDONED",
     "OTEL_LLM_STREAM_CHUNK_COUNT",
     "OTEL_LLM_STREAM_TIME_TO_LAST_CHUNK",

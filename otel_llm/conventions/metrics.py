@@ -634,6 +634,13 @@ OTEL_LLM_METRIC_OVERFLOW_DESCRIPTION: Final = (
     "a metric reached its cardinality limit; counts points, not series."
 )
 
+#: counter in {redaction}; otel-llm.
+OTEL_LLM_PII_REDACTIONS: Final = "otel_llm.pii.redactions"
+OTEL_LLM_PII_REDACTIONS_UNIT: Final = "{redaction}"
+OTEL_LLM_PII_REDACTIONS_DESCRIPTION: Final = (
+    "Values the pii processor redacted, by kind; the values themselves are never logged or exported."
+)
+
 #: counter in {request}; otel-llm.
 OTEL_LLM_RECEIVER_UNAUTHENTICATED: Final = "otel_llm.receiver.unauthenticated"
 OTEL_LLM_RECEIVER_UNAUTHENTICATED_UNIT: Final = "{request}"
@@ -1525,6 +1532,15 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             attributes=("otel_llm.metric.name", "otel_llm.instance.id"),
             stability="development",
         ),
+        OTEL_LLM_PII_REDACTIONS: MetricSpec(
+            name=OTEL_LLM_PII_REDACTIONS,
+            instrument="counter",
+            unit=OTEL_LLM_PII_REDACTIONS_UNIT,
+            description=OTEL_LLM_PII_REDACTIONS_DESCRIPTION,
+            buckets=None,
+            attributes=("processor", "otel_llm.pii.kind"),
+            stability="development",
+        ),
         OTEL_LLM_RECEIVER_UNAUTHENTICATED: MetricSpec(
             name=OTEL_LLM_RECEIVER_UNAUTHENTICATED,
             instrument="counter",
@@ -2126,6 +2142,9 @@ __all__ = [
     "OTEL_LLM_METRIC_OVERFLOW",
     "OTEL_LLM_METRIC_OVERFLOW_DESCRIPTION",
     "OTEL_LLM_METRIC_OVERFLOW_UNIT",
+    "OTEL_LLM_PII_REDACTIONS",
+    "OTEL_LLM_PII_REDACTIONS_DESCRIPTION",
+    "OTEL_LLM_PII_REDACTIONS_UNIT",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED_DESCRIPTION",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED_UNIT",

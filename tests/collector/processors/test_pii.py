@@ -81,7 +81,7 @@ def attributes_of(batch: TraceBatch) -> dict[str, Any]:
 
 def count(telemetry: SelfTelemetry, kind: str) -> float:
     value = telemetry.registry.get_sample_value(
-        "otel_llm_pii_redactions_total", {"processor": "pii", "kind": kind}
+        "otel_llm_pii_redactions_total", {"processor": "pii", "otel_llm_pii_kind": kind}
     )
     return value or 0.0
 

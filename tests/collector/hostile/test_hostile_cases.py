@@ -353,14 +353,6 @@ def test_every_case_answered_with_the_expected_code_only(endpoints: Endpoints) -
 
 
 @pytest.mark.skipif(not SLOW, reason="opens 300 connections: ~45 s on a busy machine; OTEL_LLM_SLOW_TESTS=1")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG collector/receivers/_otlp_http.py (_Handler.setup, connection.settimeout(idle_timeout_s)): "
-    "the only time limit is per read (60 s), and there is no deadline for the request line and headers, "
-    "so max_connections (256) clients that send a header byte now and then hold every slot and lock "
-    "all other HTTP senders out (slowloris). Fix: a deadline for the whole request head (Go's "
-    "ReadHeaderTimeout, e.g. 10 s) and for the body at a minimum rate; optionally a per-peer cap.",
-)
 def test_slow_header_clients_do_not_lock_out_others(endpoints: Endpoints) -> None:
     sockets = []
     try:

@@ -1,15 +1,46 @@
-"""Helpers to drive the real SDKs against the cassette server."""
+"""Helpers to drive the real SDKs against the cassette server.
+
+The same tests run with the current SDKs (`openai` >= 3, `anthropic` >= 1, on `httpx2`) and, in the
+legacy CI step (`.ci/test-legacy-sdks.sh`), with the older ones (`openai` 2.x, `anthropic` 0.x, on
+`httpx`, with `httpx2` not installed). What differs between the two is named here once.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import json
+from types import ModuleType
 from typing import Any
 
 import anthropic
 import openai
+import pytest
 
 from tests.fakes.cassette_server import CassetteServer, Interaction
+
+
+def _http_library(sdk: ModuleType) -> ModuleType:
+    """The HTTP library the SDK's clients are built on (`httpx` or `httpx2`)."""
+    base = sdk.DefaultHttpxClient.__mro__[1]
+    return importlib.import_module(base.__module__.split(".", 1)[0])
+
+
+OPENAI_MAJOR = int(openai.__version__.split(".", 1)[0])
+ANTHROPIC_MAJOR = int(anthropic.__version__.split(".", 1)[0])
+OPENAI_HTTP = _http_library(openai)
+"""`httpx2` for openai >= 3, `httpx` for openai 2.x."""
+ANTHROPIC_HTTP = _http_library(anthropic)
+HAS_HTTPX2 = importlib.util.find_spec("httpx2") is not None
+ANTHROPIC_NATIVE_TRACING = "open_telemetry" in inspect.signature(anthropic.Anthropic).parameters
+"""anthropic >= 1 opens its own `anthropic.messages.create` spans; anthropic 0.x has no tracing."""
+
+needs_httpx2 = pytest.mark.skipif(not HAS_HTTPX2, reason="httpx2 is not installed (legacy SDK run)")
+needs_anthropic_tracing = pytest.mark.skipif(
+    not ANTHROPIC_NATIVE_TRACING,
+    reason=f"anthropic {anthropic.__version__} has no native OpenTelemetry spans",
+)
 
 _OPENAI_METHODS = {
     "/chat/completions": lambda c: c.chat.completions.create,

@@ -18,8 +18,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_llm import LLMInstrumentor
 from otel_llm import environment_variables as env
 from tests.fakes.cassette_server import CassetteServer
+from tests.otel_llm._sdk import ANTHROPIC_MAJOR
 
 ALL_ENV = [getattr(env, name) for name in env.__all__]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if ANTHROPIC_MAJOR < 1:
+        # anthropic 0.x warns that the models named in the recordings are deprecated: the SDK's
+        # notice to its user, not something the instrumentation does.
+        config.addinivalue_line(
+            "filterwarnings", r"ignore:The model '[^']*' is deprecated:DeprecationWarning"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -210,32 +210,36 @@ def test_suppressed_calls_are_not_recorded(server: CassetteServer, telemetry: Te
 
 
 def test_uninstrument_restores_send(server: CassetteServer) -> None:
-    originals = [httpx2.Client.send, httpx2.AsyncClient.send, httpx.Client.send, httpx.AsyncClient.send]
+    # httpx always (a dev dependency); httpx2 wherever it is installed (always with openai >= 3).
+    libraries = [httpx, *([importlib.import_module("httpx2")] if _sdk.HAS_HTTPX2 else [])]
+
+    def sends() -> list[Any]:
+        return [cls.send for lib in libraries for cls in (lib.Client, lib.AsyncClient)]
+
+    originals = sends()
     instrumentor = LLMInstrumentor()
     from tests.otel_llm.conftest import make_telemetry
 
     t = make_telemetry()
     instrumentor.instrument(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
     try:
-        assert set(instrumentor.hooked_libraries) == {"httpx", "httpx2"}
-        assert httpx2.Client.send is not originals[0]
+        assert set(instrumentor.hooked_libraries) == {lib.__name__ for lib in libraries}
+        if _sdk.OPENAI_MAJOR >= 3:
+            assert set(instrumentor.hooked_libraries) == {"httpx", "httpx2"}
+        assert _sdk.OPENAI_HTTP.__name__ in instrumentor.hooked_libraries
+        assert all(now is not before for now, before in zip(sends(), originals, strict=True))
         _chat(server)
         assert len(t.genai_spans()) == 1
     finally:
         instrumentor.uninstrument()
-    assert [
-        httpx2.Client.send,
-        httpx2.AsyncClient.send,
-        httpx.Client.send,
-        httpx.AsyncClient.send,
-    ] == originals
+    assert sends() == originals
     _chat(server)
     assert len(t.genai_spans()) == 1
     instrumentor.uninstrument()  # twice is harmless
 
 
 def test_non_llm_requests_pass_untouched(server: CassetteServer, telemetry: Telemetry) -> None:
-    with httpx2.Client(base_url=server.url) as client:
+    with _sdk.OPENAI_HTTP.Client(base_url=server.url) as client:
         assert client.get("/v1/models").status_code == 404
         assert client.post("/v1/files", content=b"x").status_code in (200, 404)
     assert telemetry.spans() == []
@@ -254,6 +258,7 @@ def _anthropic_native(server: CassetteServer, t: Telemetry, cassette: str, strea
             list(result)
 
 
+@_sdk.needs_anthropic_tracing
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_native_anthropic_span_completed(
     server: CassetteServer, instrument: Callable[..., Telemetry], stream: bool
@@ -273,6 +278,7 @@ def test_native_anthropic_span_completed(
     assert sum(p.count for _, p in metrics[m.GEN_AI_CLIENT_OPERATION_DURATION]) == 1
 
 
+@_sdk.needs_anthropic_tracing
 def test_native_anthropic_metrics_only(server: CassetteServer, instrument: Callable[..., Telemetry]) -> None:
     t = instrument(OTEL_LLM_NATIVE_SDK_SPANS="metrics_only")
     _anthropic_native(server, t, ANTH_STREAM, True)
@@ -282,6 +288,7 @@ def test_native_anthropic_metrics_only(server: CassetteServer, instrument: Calla
     assert m.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK in t.metrics()
 
 
+@_sdk.needs_anthropic_tracing
 def test_native_anthropic_duplicate(server: CassetteServer, instrument: Callable[..., Telemetry]) -> None:
     t = instrument(OTEL_LLM_NATIVE_SDK_SPANS="duplicate")
     _anthropic_native(server, t, ANTH, False)
@@ -291,12 +298,32 @@ def test_native_anthropic_duplicate(server: CassetteServer, instrument: Callable
     assert ours.parent is not None and ours.parent.span_id == native.context.span_id
 
 
+@_sdk.needs_anthropic_tracing
 def test_native_anthropic_off(server: CassetteServer, instrument: Callable[..., Telemetry]) -> None:
     t = instrument()
     client = _sdk.anthropic_client(server, ANTH, open_telemetry=False)
     with client:
         client.messages.create(model="claude-sonnet-4-20250514", max_tokens=100, messages=MESSAGES[1:])
     assert [s.name for s in t.spans()] == ["chat claude-sonnet-4-20250514"]
+
+
+@pytest.mark.skipif(_sdk.ANTHROPIC_NATIVE_TRACING, reason="this anthropic opens its own spans (tests above)")
+@pytest.mark.parametrize("native", ["", "metrics_only", "duplicate"])
+def test_anthropic_without_native_tracing(
+    server: CassetteServer, instrument: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch, native: str
+) -> None:
+    # anthropic 0.x traces nothing itself: whatever OTEL_LLM_NATIVE_SDK_SPANS says, the call gets
+    # otel-llm's own span, complete.
+    t = instrument(OTEL_LLM_NATIVE_SDK_SPANS=native)
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY")
+    with _sdk.anthropic_client(server, ANTH) as client:
+        client.messages.create(model="claude-sonnet-4-20250514", max_tokens=100, messages=MESSAGES[1:])
+    (span,) = t.spans()
+    assert span.name == "chat claude-sonnet-4-20250514"
+    attrs = dict(span.attributes or {})
+    assert attrs[a.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    assert (attrs[a.GEN_AI_USAGE_INPUT_TOKENS], attrs[a.GEN_AI_USAGE_OUTPUT_TOKENS]) == (13, 5)
 
 
 # --- the HTTP client span of opentelemetry-instrumentation-httpx ----------------------------------
@@ -306,11 +333,16 @@ def test_native_anthropic_off(server: CassetteServer, instrument: Callable[..., 
 def test_http_span_is_a_child(
     server: CassetteServer, instrument: Callable[..., Telemetry], order: str
 ) -> None:
-    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
 
     from tests.otel_llm.conftest import make_telemetry
 
-    http = HTTPX2ClientInstrumentor()
+    # The instrumentor of the library the SDK sends with: httpx2 for openai >= 3, httpx for 2.x.
+    http = (
+        instrumentation.HTTPX2ClientInstrumentor()
+        if _sdk.OPENAI_HTTP.__name__ == "httpx2"
+        else instrumentation.HTTPXClientInstrumentor()
+    )
     if order == "httpx-first":
         t = make_telemetry()
         http.instrument(tracer_provider=t.tracer_provider)
@@ -470,10 +502,12 @@ def test_custom_transport(telemetry: Telemetry) -> None:
         "choices": [{"index": 0, "finish_reason": "stop", "message": {}}],
     }
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, json=body)
+    http = _sdk.OPENAI_HTTP  # the SDK checks that `http_client` is a client of its own library
 
-    http_client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    def handler(request: Any) -> Any:
+        return http.Response(200, json=body)
+
+    http_client = http.Client(transport=http.MockTransport(handler))
     with openai.OpenAI(base_url="http://llm.internal/v1", api_key="k", http_client=http_client) as client:
         client.chat.completions.create(model="m", messages=MESSAGES)
     attrs = _span(telemetry)

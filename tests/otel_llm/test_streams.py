@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 import pytest
 from opentelemetry import trace
@@ -279,7 +278,8 @@ def test_async_disconnect(server: CassetteServer, telemetry: Telemetry, sdk: str
             async for _ in stream:
                 pass
 
-    with pytest.raises((httpx2.RemoteProtocolError, openai.APIError, anthropic.APIError)):
+    http = _sdk.OPENAI_HTTP if sdk == "openai" else _sdk.ANTHROPIC_HTTP
+    with pytest.raises((http.RemoteProtocolError, openai.APIError, anthropic.APIError)):
         asyncio.run(run())
     (span,) = telemetry.genai_spans()
     assert span.status.status_code.name == "ERROR"

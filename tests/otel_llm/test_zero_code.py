@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -48,6 +49,12 @@ def test_opentelemetry_instrument(tmp_path: Path, server: CassetteServer) -> Non
     launcher = bin_dir / "opentelemetry-instrument"
     if not launcher.exists():
         pytest.skip("opentelemetry-instrument is not installed")
+    try:
+        exporter = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http")
+    except ModuleNotFoundError:  # a parent package is missing
+        exporter = None
+    if exporter is None:
+        pytest.skip("opentelemetry-exporter-otlp-proto-http is not installed")
     app = tmp_path / "app.py"
     app.write_text(textwrap.dedent(APP))
     with OtlpReceiver() as receiver:

@@ -21,6 +21,12 @@ set -e
 # Exit code 5 means no test was collected (for example a filter that matched nothing): not a failure.
 if [ "$code" -eq 5 ]; then
   echo "pytest collected no tests"
-  exit 0
+  code=0
 fi
-exit "$code"
+if [ "$code" -ne 0 ]; then
+  exit "$code"
+fi
+
+# The instrumentation tests again with openai 2.x / anthropic 0.x on httpx (no httpx2), in .venv-legacy.
+echo "==> legacy SDKs (bash .ci/test-legacy-sdks.sh)"
+bash .ci/test-legacy-sdks.sh

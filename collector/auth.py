@@ -18,6 +18,9 @@ Tokens are configured once per endpoint or in one shared file; each token lists 
         - "${env:OTEL_LLM_OTHER_TOKEN}"               # a plain string: this endpoint's scope
       tokens_file: /etc/otel-llm/tokens               # lines: "<scope>[,<scope>...] <token> [name]"
 
+The receivers' earlier ``auth`` keys keep working: ``tokens`` as plain strings (each gets the
+endpoint's scope) and ``token_file`` (one plain token per line, each with the endpoint's scope).
+
 An endpoint answers **401** when the request carries no token or an unknown one, and **403** when the
 token is known but lacks the endpoint's scope (the two are counted apart; neither logs the token).
 Comparison is constant-time per token and every token is compared, so timing does not tell which
@@ -45,7 +48,9 @@ from collector.component import ComponentConfig
 __all__ = [
     "AccessConfig",
     "AccessControl",
+    "AdminAccessConfig",
     "Decision",
+    "FeedbackAccessConfig",
     "Scope",
     "ScopedAuthenticator",
     "TokenConfig",
@@ -103,12 +108,17 @@ class AccessConfig(ComponentConfig):
         None,
         description="File of further tokens, one per line: `<scope>[,<scope>...] <token> [name]`; `#` comments. Read at start.",
     )
+    token_file: str | None = Field(
+        None,
+        description="Earlier form of `tokens_file`: one plain token per line, each with this endpoint's "
+        "scope. Read at start.",
+    )
     header: str = Field("authorization", description="Header (gRPC metadata key) that carries the token.")
     scheme: str = Field("Bearer", description="Scheme word before the token; empty for a bare token.")
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        if not self.tokens and self.tokens_file is None:
+        if not self.tokens and self.tokens_file is None and self.token_file is None:
             out.append(("tokens", "give at least one token, or tokens_file"))
         for index, entry in enumerate(self.entries()):
             secret = entry.token.get_secret_value()
@@ -130,7 +140,21 @@ class AccessConfig(ComponentConfig):
                     parse_tokens_file(path.read_text(encoding="utf-8"))
                 except ValueError as exc:
                     out.append(("tokens_file", str(exc)))
+        if self.token_file is not None:
+            path = Path(self.token_file)
+            if not path.is_file():
+                out.append(("token_file", f"no such file: {self.token_file}"))
+            else:
+                for number, token in _plain_token_lines(path.read_text(encoding="utf-8")):
+                    if len(token) < 16:
+                        out.append(("token_file", f"line {number}: token shorter than 16 characters"))
         return out
+
+    def required_scope_problem(self, required: Scope) -> tuple[str, str] | None:
+        """A problem when this ``auth`` is set on an endpoint that requires another scope."""
+        if self.scope is required:
+            return None
+        return ("scope", f"this endpoint requires scope {required.value}, got {self.scope.value}")
 
     def entries(self) -> list[TokenConfig]:
         """The configured tokens as entries; a plain string token gets this endpoint's scope."""
@@ -140,11 +164,28 @@ class AccessConfig(ComponentConfig):
         ]
 
 
+class FeedbackAccessConfig(AccessConfig):
+    """``auth`` of the feedback endpoint: as :class:`AccessConfig`, plain string tokens get ``feedback``."""
+
+    scope: Scope = Field(Scope.FEEDBACK, description="Scope a request needs here: feedback.")
+
+
+class AdminAccessConfig(AccessConfig):
+    """``auth`` of an admin endpoint: as :class:`AccessConfig`, plain string tokens get ``admin``."""
+
+    scope: Scope = Field(Scope.ADMIN, description="Scope a request needs here: admin.")
+
+
 @dataclass(frozen=True, slots=True)
 class _Token:
     name: str
     secret: bytes
     scopes: frozenset[Scope]
+
+
+def _plain_token_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, token) of each non-empty line of a ``token_file`` (the earlier, scope-less form)."""
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def parse_tokens_file(text: str) -> list[TokenConfig]:
@@ -198,6 +239,12 @@ class AccessControl:
         tokens = config.entries()
         if config.tokens_file is not None:
             tokens.extend(parse_tokens_file(Path(config.tokens_file).read_text(encoding="utf-8")))
+        if config.token_file is not None:
+            text = Path(config.token_file).read_text(encoding="utf-8")
+            tokens.extend(
+                TokenConfig(name=f"token_file:{number}", token=SecretStr(token), scopes=[config.scope])
+                for number, token in _plain_token_lines(text)
+            )
         return cls(tokens, config.header, config.scheme)
 
     def identify(self, value: str | bytes | None) -> tuple[str, frozenset[Scope]] | None:

@@ -19,8 +19,9 @@ Request (one object, or an array of up to ``max_items``)::
     {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "kind": "thumbs", "value": "up", "comment": "great"}
 
 Answers: ``202 {"accepted": 1, "joined": 1, "pending": 0}``; ``400 {"error": "<reason>"}`` for bad
-JSON, unknown fields, bad ids or values (nothing of that request is kept); ``401`` without a valid
-token; ``413`` over ``max_body_kib``; ``404``/``405`` for other paths and methods.
+JSON, unknown fields, bad ids or values (nothing of that request is kept); ``401`` without a known
+token, ``403`` for a known token without the ``feedback`` scope (``auth``: ``collector.auth``);
+``413`` over ``max_body_kib``; ``404``/``405`` for other paths and methods.
 
 The extension owns the :class:`~collector.quality.FeedbackIndex` (shared as
 ``collector.quality.feedback_index``); the ``quality`` processor adds response spans to it. A
@@ -39,13 +40,13 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from collector.auth import AccessControl, Decision, FeedbackAccessConfig, Scope, ScopedAuthenticator
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind
 from collector.durations import Duration
 from collector.errors import ComponentError
 from collector.metrics import MetricStore, shared_store
 from collector.quality import _labels as names
 from collector.quality._feedback import FeedbackIndex, FeedbackRequest
-from collector.receivers._intake import Authenticator, AuthSettings
 from otel_llm.conventions import attributes as attrs
 from otel_llm.conventions import metrics as m
 
@@ -59,7 +60,11 @@ class FeedbackExtensionConfig(ComponentConfig):
     """``feedback`` extension settings."""
 
     endpoint: str = Field("127.0.0.1:4320", description="host:port to listen on (port 0: any free port).")
-    auth: AuthSettings | None = Field(None, description="Require a bearer token (as the receivers do).")
+    auth: FeedbackAccessConfig | None = Field(
+        None,
+        description="Require a bearer token with the `feedback` scope (plain string tokens get it); "
+        "see docs/security.md.",
+    )
     max_body_kib: int = Field(64, gt=0, description="Largest request body.")
     max_items: int = Field(100, gt=0, description="Most feedback items in one request (JSON array).")
     join_window: Duration = Field(
@@ -81,6 +86,9 @@ class FeedbackExtensionConfig(ComponentConfig):
             out.append(("refresh_interval", "expected a duration above zero"))
         if self.auth is not None:
             out.extend((f"auth::{key}", message) for key, message in self.auth.problems())
+            scope_problem = self.auth.required_scope_problem(Scope.FEEDBACK)
+            if scope_problem is not None:
+                out.append((f"auth::{scope_problem[0]}", scope_problem[1]))
         return out
 
 
@@ -124,12 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._reply(404, {"error": f"no such path; POST feedback to {PATH}"})
             return
-        if extension.authenticator is not None and not extension.authenticator.check(
-            self.headers.get(extension.authenticator.header)
-        ):
+        auth = extension.authenticator
+        decision = auth.decide(self.headers.get(auth.header)) if auth is not None else Decision.ALLOWED
+        if decision is Decision.UNAUTHENTICATED:
             self._drain()
             extension.count_rejected(_Reject.UNAUTHENTICATED)
             self._reply(401, {"error": "missing or invalid bearer token"}, WWW_Authenticate="Bearer")
+            return
+        if decision is Decision.FORBIDDEN:
+            self._drain()
+            extension.count_rejected(_Reject.FORBIDDEN)
+            self._reply(403, {"error": "the bearer token does not have the feedback scope"})
             return
         length_text = self.headers.get("Content-Length")
         if length_text is None or not length_text.isdigit():
@@ -176,7 +189,7 @@ class FeedbackExtension:
     def __init__(self, config: FeedbackExtensionConfig, settings: CreateSettings) -> None:
         self.config = config
         self.logger = settings.logger
-        self.authenticator: Authenticator | None = None
+        self.authenticator: ScopedAuthenticator | None = None
         self.index: FeedbackIndex | None = None
         self.store: MetricStore | None = None
         self._server: _Server | None = None
@@ -189,7 +202,11 @@ class FeedbackExtension:
         if self._server is not None:
             return
         self.store = shared_store(host)
-        self.authenticator = Authenticator(self.config.auth) if self.config.auth is not None else None
+        self.authenticator = (
+            AccessControl.from_config(self.config.auth).authenticator(Scope.FEEDBACK)
+            if self.config.auth is not None
+            else None
+        )
         self.index = FeedbackIndex(
             self.store,
             join_window_s=self.config.join_window,

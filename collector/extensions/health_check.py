@@ -7,7 +7,14 @@
 
 HTTP answers 200 when the service is ready and not refusing data, and 503 while it is starting,
 stopping or refusing (memory limiter over its soft limit), with a JSON body such as
-``{"status": "ready", "refusing": false, "reasons": {}, "uptime_s": 12.5}``. The gRPC health service
+``{"status": "ready", "refusing": false, "reasons": {}, "uptime_s": 12.5}``.
+
+The detail (``refusing``, ``reasons``, ``uptime_s``) is admin information (``collector.auth``): only a
+loopback peer or a request with an ``admin``-scoped token (``auth``) gets it; anyone else gets
+``{"status": ...}`` and the same status code, which is all a load balancer or kubelet probe needs. So
+the endpoint may listen on a routable address for probes (``0.0.0.0:13133``); configuring ``auth``
+there (detail for remote admins) also needs ``allow_remote: true``, by the admin-endpoint rule
+(:func:`collector.auth.admin_endpoint_problem`). The gRPC health service
 is served on each OTLP receiver's gRPC server (the receiver asks extensions for
 :meth:`HealthCheckExtension.grpc_generic_handlers`): ``SERVING`` / ``NOT_SERVING`` by the same rule,
 for the empty service name and for the OTLP service names. ``grpcio-health-checking`` is not
@@ -21,13 +28,22 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
 from pydantic import Field
 
+from collector.auth import (
+    AccessControl,
+    AdminAccessConfig,
+    Decision,
+    Scope,
+    ScopedAuthenticator,
+    admin_endpoint_problem,
+    peer_is_loopback,
+)
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind
 from collector.errors import ComponentError
 from collector.logs import event
@@ -54,12 +70,34 @@ class HealthCheckConfig(ComponentConfig):
         "127.0.0.1:13133", description="host:port of the HTTP health endpoint (port 0: any)."
     )
     path: str = Field("/health", pattern="^/", description="Path that answers; other paths get 404.")
+    auth: AdminAccessConfig | None = Field(
+        None,
+        description="Tokens whose holders (scope `admin`) get the detail (refusal reasons) from a "
+        'non-loopback address; loopback peers always get it, others only `{"status": ...}`.',
+    )
+    allow_remote: bool = Field(
+        False,
+        description="Allow `auth` on a non-loopback endpoint, so remote admins can read the detail. "
+        "Probes need neither: they get the status from any address.",
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         host, sep, port = self.endpoint.rpartition(":")
         if not sep or not host or not port.isdigit():
             return [("endpoint", f"expected host:port, got {self.endpoint!r}")]
-        return []
+        out: list[tuple[str, str]] = []
+        if self.auth is not None:
+            out.extend((f"auth::{key}", message) for key, message in self.auth.problems())
+            scope_problem = self.auth.required_scope_problem(Scope.ADMIN)
+            if scope_problem is not None:
+                out.append((f"auth::{scope_problem[0]}", scope_problem[1]))
+        # Only the detail is admin information; a probe-only endpoint (no auth, no allow_remote) may
+        # listen anywhere because remote peers never get the detail from it.
+        if self.auth is not None or self.allow_remote:
+            problem = admin_endpoint_problem(self.endpoint, allow_remote=self.allow_remote, access=self.auth)
+            if problem is not None:
+                out.append(problem)
+        return out
 
 
 def _service_name(request: bytes) -> str | None:
@@ -96,13 +134,29 @@ class HealthCheckExtension:
         self.config = config
         self._logger = settings.logger
         self._status: Any = None
+        self._auth: ScopedAuthenticator | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._started_at = time.monotonic()
         self.port = 0
 
-    def state(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, JSON body) from the current service status."""
+    def detail_allowed(self, peer: Sequence[object] | str | None, authorization: str | None) -> bool:
+        """Whether a request may see the detail: from a loopback peer, or with an ``admin`` token.
+
+        ``peer`` is the client address as ``http.server`` gives it (``(host, port)``) or a gRPC peer
+        string; ``authorization`` the value of the configured header (``None`` when absent).
+        """
+        if peer_is_loopback(peer):
+            return True
+        auth = self._auth
+        return auth is not None and auth.decide(authorization) is Decision.ALLOWED
+
+    def state(self, detail: bool = True) -> tuple[bool, dict[str, Any]]:
+        """(healthy, JSON body) from the current service status; without ``detail`` only the status."""
+        healthy, body = self._full_state()
+        return healthy, body if detail else {"status": body["status"]}
+
+    def _full_state(self) -> tuple[bool, dict[str, Any]]:
         status = self._status
         if status is None:
             return False, {"status": "unknown", "refusing": False, "reasons": {}}
@@ -120,6 +174,11 @@ class HealthCheckExtension:
         if self._server is not None:
             return
         self._status = host.shared.get(_STATUS_KEY)
+        self._auth = (
+            AccessControl.from_config(self.config.auth).authenticator(Scope.ADMIN)
+            if self.config.auth is not None
+            else None
+        )
         address, _, port = self.config.endpoint.rpartition(":")
         extension = self
 
@@ -132,7 +191,9 @@ class HealthCheckExtension:
                     body = b'{"error": "not found"}'
                     code = 404
                 else:
-                    healthy, state = extension.state()
+                    header = extension._auth.header if extension._auth is not None else "authorization"
+                    detail = extension.detail_allowed(self.client_address, self.headers.get(header))
+                    healthy, state = extension.state(detail)
                     body = json.dumps(state).encode()
                     code = 200 if healthy else 503
                 self.send_response(code)

@@ -11,7 +11,8 @@ OK                 OK                   200    accepted (possibly with ``partial
 INVALID            INVALID_ARGUMENT     400    the payload does not decode
 TOO_LARGE          RESOURCE_EXHAUSTED   413    over the size limit after decompression
 REFUSED            UNAVAILABLE          503    backpressure; with RetryInfo / Retry-After
-UNAUTHENTICATED    UNAUTHENTICATED      401    bearer token missing or wrong
+UNAUTHENTICATED    UNAUTHENTICATED      401    bearer token missing or unknown
+FORBIDDEN          PERMISSION_DENIED    403    a known token without the ``ingest`` scope
 UNIMPLEMENTED      UNIMPLEMENTED        404    no pipeline of that signal uses this receiver
 INTERNAL           INTERNAL             500    a pipeline component failed (counted, logged)
 =================  ===================  =====  ==========================================
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import logging
 import threading
@@ -51,15 +51,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client import Counter
 from pydantic import Field
 
+from collector.auth import Decision, ScopedAuthenticator
 from collector.component import ComponentConfig, Consumer, Host, Signal
 from collector.data import Batch, LogsBatch, MetricsBatch, TraceBatch
 from collector.errors import RefusedError
 from collector.logs import event
 from collector.receivers._count import count_items
 from collector.telemetry import ReceiverTelemetry, SelfTelemetry
+from otel_llm.conventions import attributes as attrs
+from otel_llm.conventions import metrics as m
 
 __all__ = [
-    "AuthSettings",
     "Intake",
     "Outcome",
     "OutcomeKind",
@@ -110,62 +112,13 @@ class ServerTLSSettings(ComponentConfig):
         return out
 
 
-class AuthSettings(ComponentConfig):
-    """``auth``: bearer-token authentication; requests without a listed token are refused and counted."""
-
-    tokens: list[str] = Field(
-        default_factory=list,
-        description="Accepted tokens (use `${env:NAME}`); any one of them authenticates a request.",
-    )
-    token_file: str | None = Field(
-        None, description="File whose non-empty lines are further accepted tokens, read at start."
-    )
-    header: str = Field("authorization", description="Header (gRPC metadata key) that carries the token.")
-    scheme: str = Field("Bearer", description="Scheme word before the token; empty for a bare token.")
-
-    def problems(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        if not self.tokens and self.token_file is None:
-            out.append(("tokens", "give at least one token, or token_file"))
-        if any(not token for token in self.tokens):
-            out.append(("tokens", "tokens must not be empty"))
-        if self.token_file is not None and not Path(self.token_file).is_file():
-            out.append(("token_file", f"no such file: {self.token_file}"))
-        return out
-
-    def load_tokens(self) -> list[bytes]:
-        """Every accepted token, as bytes; reads ``token_file`` (called at start, not per request)."""
-        tokens = list(self.tokens)
-        if self.token_file is not None:
-            lines = Path(self.token_file).read_text(encoding="utf-8").splitlines()
-            tokens.extend(line.strip() for line in lines if line.strip())
-        return [token.encode() for token in tokens]
-
-
-class Authenticator:
-    """Checks one header value against the accepted tokens in constant time per token."""
-
-    def __init__(self, settings: AuthSettings) -> None:
-        self.header = settings.header.lower()
-        prefix = f"{settings.scheme} " if settings.scheme else ""
-        self._accepted = [prefix.encode() + token for token in settings.load_tokens()]
-
-    def check(self, value: str | bytes | None) -> bool:
-        if value is None:
-            return False
-        given = value.encode() if isinstance(value, str) else value
-        ok = False
-        for accepted in self._accepted:
-            ok |= hmac.compare_digest(given, accepted)
-        return ok
-
-
 class OutcomeKind(Enum):
     OK = "ok"
     INVALID = "invalid"
     TOO_LARGE = "too_large"
     REFUSED = "refused"
     UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     UNIMPLEMENTED = "unimplemented"
     INTERNAL = "internal"
 
@@ -314,6 +267,7 @@ class Intake:
         self._status: Any = None
         self._counters: dict[str, ReceiverTelemetry] = {}
         self._requests: dict[tuple[str, str], Counter] = {}
+        self._forbidden: dict[str, Counter] = {}
 
     def bind(self, consumers: Mapping[Signal, Consumer]) -> None:
         self._consumers = dict(consumers)
@@ -338,6 +292,11 @@ class Intake:
                     "Requests received, by outcome (success, refused, failure).",
                     ("receiver", "transport", "outcome"),
                 ).labels(self.receiver_id, transport, outcome)
+            self._forbidden[transport] = self._telemetry.counter(
+                m.OTEL_LLM_RECEIVER_FORBIDDEN,
+                m.OTEL_LLM_RECEIVER_FORBIDDEN_DESCRIPTION,
+                (attrs.RECEIVER, attrs.TRANSPORT),
+            ).labels(self.receiver_id, transport)
         return self._counters[transport]
 
     def count_request(self, transport: str, outcome: str) -> None:
@@ -345,10 +304,30 @@ class Intake:
 
     # -- before decoding ------------------------------------------------------------------------------
 
+    def check_access(
+        self, transport: str, auth: ScopedAuthenticator | None, value: str | bytes | None
+    ) -> Outcome | None:
+        """``None`` when ``auth`` is off or lets the header ``value`` in; else the 401 or 403 outcome."""
+        if auth is None:
+            return None
+        decision = auth.decide(value)
+        if decision is Decision.ALLOWED:
+            return None
+        if decision is Decision.FORBIDDEN:
+            return self.forbidden(transport)
+        return self.unauthenticated(transport)
+
     def unauthenticated(self, transport: str) -> Outcome:
         self.counters(transport).unauthenticated.inc()
         self.count_request(transport, "failure")
         return Outcome(OutcomeKind.UNAUTHENTICATED, "missing or invalid bearer token")
+
+    def forbidden(self, transport: str) -> Outcome:
+        """A known token without the ``ingest`` scope; counted apart from unauthenticated requests."""
+        self.counters(transport)
+        self._forbidden[transport].inc()
+        self.count_request(transport, "failure")
+        return Outcome(OutcomeKind.FORBIDDEN, "the bearer token does not have the ingest scope")
 
     def too_large(self, transport: str, signal: Signal, size: int | None) -> Outcome:
         """Answer for a body over the limit; its items are unknown, so only the request is counted."""

@@ -24,10 +24,11 @@ import grpc
 from google.protobuf.duration_pb2 import Duration as DurationPb
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
+from collector.auth import ScopedAuthenticator
 from collector.component import Signal
 from collector.errors import ComponentError
 from collector.logs import event
-from collector.receivers._intake import Authenticator, Intake, Outcome, OutcomeKind, ServerTLSSettings
+from collector.receivers._intake import Intake, Outcome, OutcomeKind, ServerTLSSettings
 
 __all__ = ["GrpcTransport", "retry_trailers"]
 
@@ -42,6 +43,7 @@ _CODES = {
     OutcomeKind.TOO_LARGE: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
     OutcomeKind.REFUSED: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
     OutcomeKind.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED),
+    OutcomeKind.FORBIDDEN: (grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED),
     OutcomeKind.UNIMPLEMENTED: (grpc.StatusCode.UNIMPLEMENTED, code_pb2.UNIMPLEMENTED),
     OutcomeKind.INTERNAL: (grpc.StatusCode.INTERNAL, code_pb2.INTERNAL),
 }
@@ -70,7 +72,7 @@ class GrpcTransport:
         *,
         threads: int,
         tls: ServerTLSSettings | None,
-        auth: Authenticator | None,
+        auth: ScopedAuthenticator | None,
         logger: logging.Logger,
     ) -> None:
         self._intake = intake
@@ -140,8 +142,10 @@ class GrpcTransport:
         auth = self._auth
 
         def export(request: bytes, context: grpc.ServicerContext) -> bytes:
-            if auth is not None and not auth.check(_metadata(context, auth.header)):
-                return _fail(context, intake.unauthenticated(TRANSPORT))
+            if auth is not None:
+                denied = intake.check_access(TRANSPORT, auth, _metadata(context, auth.header))
+                if denied is not None:
+                    return _fail(context, denied)
             size = len(request)
             reason, refused = intake.admit(TRANSPORT, signal, size)
             if refused is not None:

@@ -27,10 +27,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 
+from collector.auth import ScopedAuthenticator
 from collector.component import Signal
 from collector.errors import ComponentError
 from collector.logs import event
-from collector.receivers._intake import Authenticator, Intake, Outcome, OutcomeKind, ServerTLSSettings
+from collector.receivers._intake import Intake, Outcome, OutcomeKind, ServerTLSSettings
 
 __all__ = ["HttpTransport"]
 
@@ -49,6 +50,7 @@ _STATUS = {
     OutcomeKind.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
     OutcomeKind.REFUSED: (503, code_pb2.UNAVAILABLE),
     OutcomeKind.UNAUTHENTICATED: (401, code_pb2.UNAUTHENTICATED),
+    OutcomeKind.FORBIDDEN: (403, code_pb2.PERMISSION_DENIED),
     OutcomeKind.UNIMPLEMENTED: (404, code_pb2.UNIMPLEMENTED),
     OutcomeKind.INTERNAL: (500, code_pb2.INTERNAL),
 }
@@ -210,7 +212,7 @@ class HttpTransport:
         endpoint: tuple[str, int],
         *,
         tls: ServerTLSSettings | None,
-        auth: Authenticator | None,
+        auth: ScopedAuthenticator | None,
         idle_timeout_s: float,
         body_timeout_s: float,
         max_connections: int,
@@ -297,15 +299,17 @@ class HttpTransport:
         if ctype == _JSON:
             json_body = True
         elif ctype != _PROTOBUF:
-            if self._auth is not None and not self._auth.check(h.headers.get(self._auth.header)):
-                self._reply_outcome(h, intake.unauthenticated(TRANSPORT), json_body, close=True)
+            denied = self._denied(h)
+            if denied is not None:
+                self._reply_outcome(h, denied, json_body, close=True)
                 return
             self.reply_text(
                 h, 415, f"unsupported content type {ctype!r}; use {_PROTOBUF} or {_JSON}", close=True
             )
             return
-        if self._auth is not None and not self._auth.check(h.headers.get(self._auth.header)):
-            self._reply_outcome(h, intake.unauthenticated(TRANSPORT), json_body, close=True)
+        denied = self._denied(h)
+        if denied is not None:
+            self._reply_outcome(h, denied, json_body, close=True)
             return
         encoding = (h.headers.get("Content-Encoding") or "").strip().lower()
         wbits = _ENCODINGS.get(encoding)
@@ -417,6 +421,13 @@ class HttpTransport:
         finally:
             with contextlib.suppress(OSError):
                 h.connection.settimeout(self.idle_timeout_s)
+
+    def _denied(self, h: _Handler) -> Outcome | None:
+        """The 401 or 403 outcome when auth is on and the request's token does not let it in."""
+        auth = self._auth
+        if auth is None:
+            return None
+        return self._intake.check_access(TRANSPORT, auth, h.headers.get(auth.header))
 
     def _reply_outcome(self, h: _Handler, outcome: Outcome, json_body: bool, close: bool = False) -> None:
         if outcome.kind is OutcomeKind.OK:

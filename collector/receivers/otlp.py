@@ -27,9 +27,10 @@ from typing import Any
 
 from pydantic import Field
 
+from collector.auth import AccessConfig, AccessControl, Scope, ScopedAuthenticator
 from collector.component import ComponentConfig, Consumer, CreateSettings, Factory, Host, Kind, Signal
 from collector.durations import Duration
-from collector.receivers._intake import Authenticator, AuthSettings, Intake, ServerTLSSettings
+from collector.receivers._intake import Intake, ServerTLSSettings
 from collector.receivers._otlp_grpc import GrpcTransport
 from collector.receivers._otlp_http import HttpTransport
 
@@ -46,6 +47,24 @@ def _check_endpoint(endpoint: str) -> str | None:
     return None
 
 
+def _transport_problems(endpoint: str, auth: AccessConfig | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    problem = _check_endpoint(endpoint)
+    if problem:
+        out.append(("endpoint", problem))
+    if auth is not None:
+        out.extend((f"auth::{key}", message) for key, message in auth.problems())
+        scope_problem = auth.required_scope_problem(Scope.INGEST)
+        if scope_problem is not None:
+            out.append((f"auth::{scope_problem[0]}", scope_problem[1]))
+    return out
+
+
+def _authenticator(auth: AccessConfig | None) -> ScopedAuthenticator | None:
+    """The ingest check for one transport; reads token files (call at start)."""
+    return AccessControl.from_config(auth).authenticator(Scope.INGEST) if auth is not None else None
+
+
 class GrpcSettings(ComponentConfig):
     """``protocols::grpc``."""
 
@@ -58,11 +77,12 @@ class GrpcSettings(ComponentConfig):
         "refused at once (UNAVAILABLE + RetryInfo) instead of waiting unseen in grpc's queue.",
     )
     tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
-    auth: AuthSettings | None = Field(None, description="Require a bearer token.")
+    auth: AccessConfig | None = Field(
+        None, description="Require a bearer token with the `ingest` scope (see docs/security.md)."
+    )
 
     def problems(self) -> list[tuple[str, str]]:
-        problem = _check_endpoint(self.endpoint)
-        return [("endpoint", problem)] if problem else []
+        return _transport_problems(self.endpoint, self.auth)
 
 
 class HttpSettings(ComponentConfig):
@@ -82,11 +102,12 @@ class HttpSettings(ComponentConfig):
         "request head (idle keep-alive, slow headers) is closed to make room; when all are busy, the new one.",
     )
     tls: ServerTLSSettings | None = Field(None, description="Serve TLS (and mTLS with `client_ca_file`).")
-    auth: AuthSettings | None = Field(None, description="Require a bearer token.")
+    auth: AccessConfig | None = Field(
+        None, description="Require a bearer token with the `ingest` scope (see docs/security.md)."
+    )
 
     def problems(self) -> list[tuple[str, str]]:
-        problem = _check_endpoint(self.endpoint)
-        return [("endpoint", problem)] if problem else []
+        return _transport_problems(self.endpoint, self.auth)
 
 
 class Protocols(ComponentConfig):
@@ -137,7 +158,16 @@ class OtlpReceiverConfig(ComponentConfig):
     def problems(self) -> list[tuple[str, str]]:
         if self.protocols.grpc is None and self.protocols.http is None:
             return [("protocols", "enable at least one of grpc, http")]
-        return []
+        out: list[tuple[str, str]] = []
+        for name, settings in (("grpc", self.protocols.grpc), ("http", self.protocols.http)):
+            if settings is not None:
+                out.extend((f"protocols::{name}::{key}", message) for key, message in settings.problems())
+                if settings.tls is not None:
+                    out.extend(
+                        (f"protocols::{name}::tls::{key}", message)
+                        for key, message in settings.tls.problems()
+                    )
+        return out
 
 
 class OtlpReceiver:
@@ -187,7 +217,7 @@ class OtlpReceiver:
                     settings.endpoint,
                     threads=settings.max_threads or _auto_threads(self.config.max_concurrent_requests),
                     tls=settings.tls,
-                    auth=Authenticator(settings.auth) if settings.auth else None,
+                    auth=_authenticator(settings.auth),
                     logger=self._logger,
                 )
                 self._grpc.start(reuse_port, _extension_handlers(host))
@@ -198,7 +228,7 @@ class OtlpReceiver:
                     self._intake,
                     (host_name.strip("[]"), int(port)),
                     tls=http.tls,
-                    auth=Authenticator(http.auth) if http.auth else None,
+                    auth=_authenticator(http.auth),
                     idle_timeout_s=http.idle_timeout,
                     body_timeout_s=http.body_timeout,
                     max_connections=http.max_connections,

@@ -717,11 +717,13 @@ class OtelLlmFeedbackRejectReasonValues:
     INVALID: Final = "invalid"
     #: Authentication failed or was missing (HTTP 401).
     UNAUTHENTICATED: Final = "unauthenticated"
+    #: The token is valid but lacks the `feedback` scope (HTTP 403).
+    FORBIDDEN: Final = "forbidden"
     #: The body exceeds the size limit (HTTP 413).
     TOO_LARGE: Final = "too_large"
 
     #: Every value above, for membership tests.
-    ALL: Final[frozenset[str]] = frozenset({INVALID, UNAUTHENTICATED, TOO_LARGE})
+    ALL: Final[frozenset[str]] = frozenset({INVALID, UNAUTHENTICATED, FORBIDDEN, TOO_LARGE})
 
 
 class OtelLlmFeedbackUnjoinedReasonValues:

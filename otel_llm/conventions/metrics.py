@@ -642,6 +642,14 @@ OTEL_LLM_PII_REDACTIONS_DESCRIPTION: Final = (
 )
 
 #: counter in {request}; otel-llm.
+OTEL_LLM_RECEIVER_FORBIDDEN: Final = "otel_llm.receiver.forbidden"
+OTEL_LLM_RECEIVER_FORBIDDEN_UNIT: Final = "{request}"
+OTEL_LLM_RECEIVER_FORBIDDEN_DESCRIPTION: Final = (
+    "Requests a receiver rejected because their token is valid but lacks the `ingest` scope (403 / "
+    "PERMISSION_DENIED)."
+)
+
+#: counter in {request}; otel-llm.
 OTEL_LLM_RECEIVER_UNAUTHENTICATED: Final = "otel_llm.receiver.unauthenticated"
 OTEL_LLM_RECEIVER_UNAUTHENTICATED_UNIT: Final = "{request}"
 OTEL_LLM_RECEIVER_UNAUTHENTICATED_DESCRIPTION: Final = (
@@ -1541,6 +1549,15 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             attributes=("processor", "otel_llm.pii.kind"),
             stability="development",
         ),
+        OTEL_LLM_RECEIVER_FORBIDDEN: MetricSpec(
+            name=OTEL_LLM_RECEIVER_FORBIDDEN,
+            instrument="counter",
+            unit=OTEL_LLM_RECEIVER_FORBIDDEN_UNIT,
+            description=OTEL_LLM_RECEIVER_FORBIDDEN_DESCRIPTION,
+            buckets=None,
+            attributes=("receiver", "transport"),
+            stability="development",
+        ),
         OTEL_LLM_RECEIVER_UNAUTHENTICATED: MetricSpec(
             name=OTEL_LLM_RECEIVER_UNAUTHENTICATED,
             instrument="counter",
@@ -2145,6 +2162,9 @@ __all__ = [
     "OTEL_LLM_PII_REDACTIONS",
     "OTEL_LLM_PII_REDACTIONS_DESCRIPTION",
     "OTEL_LLM_PII_REDACTIONS_UNIT",
+    "OTEL_LLM_RECEIVER_FORBIDDEN",
+    "OTEL_LLM_RECEIVER_FORBIDDEN_DESCRIPTION",
+    "OTEL_LLM_RECEIVER_FORBIDDEN_UNIT",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED_DESCRIPTION",
     "OTEL_LLM_RECEIVER_UNAUTHENTICATED_UNIT",

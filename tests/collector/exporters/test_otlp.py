@@ -289,8 +289,8 @@ def test_exporter_tls_and_bearer_token_to_a_secured_receiver(
 receivers:
   otlp:
     protocols:
-      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken]}}, {tls}}}
-      http: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken]}}, {tls}}}
+      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken-for-exporter-tests]}}, {tls}}}
+      http: {{endpoint: "127.0.0.1:0", auth: {{tokens: [t0ken-for-exporter-tests]}}, {tls}}}
 exporters:
   debug: {{}}
 service:
@@ -309,7 +309,7 @@ receivers:
 exporters:
   {kind}:
     endpoint: "{endpoint}"
-    bearer_token: t0ken
+    bearer_token: t0ken-for-exporter-tests
     headers: {{x-tenant: acme}}
     tls: {{ca_file: {certs.ca}}}
     retry_on_failure: {{initial_interval: 50ms}}

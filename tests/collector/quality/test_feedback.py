@@ -21,6 +21,9 @@ from tests.collector.quality._spans import batch, build, chat_span, make_host, v
 
 TRACE = "0" * 31 + "1"
 SPAN = "0" * 15 + "1"
+TOKEN = "s3cret-feedback-token-01"  # a plain string: gets the endpoint's scope, feedback
+INGEST_TOKEN = "ingest-only-token-0123456"
+ADMIN_TOKEN = "admin-only-token-01234567"
 
 
 class Clock:
@@ -184,7 +187,13 @@ def stack() -> Iterator[tuple[FeedbackExtension, Any, MetricStore]]:
         FEEDBACK,
         host,
         endpoint="127.0.0.1:0",
-        auth={"tokens": ["s3cret"]},
+        auth={
+            "tokens": [
+                TOKEN,
+                {"name": "app", "token": INGEST_TOKEN, "scopes": ["ingest"]},
+                {"name": "ops", "token": ADMIN_TOKEN, "scopes": ["admin"]},
+            ]
+        },
         join_window="1m",
         refresh_interval="1h",
     )
@@ -199,7 +208,7 @@ def stack() -> Iterator[tuple[FeedbackExtension, Any, MetricStore]]:
 def post(
     extension: FeedbackExtension,
     body: Any,
-    token: str | None = "s3cret",
+    token: str | None = TOKEN,
     path: str = "/v1/feedback",
     method: str = "POST",
 ) -> tuple[int, dict[str, Any]]:
@@ -248,27 +257,31 @@ def test_endpoint_joins_feedback_to_span_dimensions(
     [
         pytest.param({"trace_id": TRACE, "kind": "copy"}, None, 401, "bearer token", id="no-token"),
         pytest.param({"trace_id": TRACE, "kind": "copy"}, "wrong", 401, "bearer token", id="bad-token"),
-        pytest.param(b"{nope", "s3cret", 400, "not JSON", id="bad-json"),
-        pytest.param(b"[" * 60_000, "s3cret", 400, "nested too deeply", id="deep-json"),
+        pytest.param(
+            {"trace_id": TRACE, "kind": "copy"}, INGEST_TOKEN, 403, "feedback scope", id="ingest-token"
+        ),
+        pytest.param(
+            {"trace_id": TRACE, "kind": "copy"}, ADMIN_TOKEN, 403, "feedback scope", id="admin-token"
+        ),
+        pytest.param(b"{nope", TOKEN, 400, "not JSON", id="bad-json"),
+        pytest.param(b"[" * 60_000, TOKEN, 400, "nested too deeply", id="deep-json"),
         pytest.param(
             {"trace_id": TRACE, "kind": "copy", "extra": 1},
-            "s3cret",
+            TOKEN,
             400,
             "unknown field 'extra'",
             id="unknown-field",
         ),
-        pytest.param(
-            {"trace_id": "123", "kind": "copy"}, "s3cret", 400, "trace_id: expected 32", id="bad-id"
-        ),
+        pytest.param({"trace_id": "123", "kind": "copy"}, TOKEN, 400, "trace_id: expected 32", id="bad-id"),
         pytest.param(
             [{"trace_id": TRACE, "kind": "copy"}, 5],
-            "s3cret",
+            TOKEN,
             400,
             "item 1: expected a JSON object",
             id="bad-item",
         ),
-        pytest.param([], "s3cret", 400, "empty array", id="empty"),
-        pytest.param(b"x" * 70_000, "s3cret", 413, "larger than", id="too-large"),
+        pytest.param([], TOKEN, 400, "empty array", id="empty"),
+        pytest.param(b"x" * 70_000, TOKEN, 413, "larger than", id="too-large"),
     ],
 )
 def test_endpoint_rejections(
@@ -281,6 +294,9 @@ def test_endpoint_rejections(
         extension.index is not None and extension.index.pending == 0
     )  # nothing of a rejected request is kept
     assert value(store, "otel_llm.feedback.rejected") == 1
+    if status in (401, 403):
+        reason = "unauthenticated" if status == 401 else "forbidden"
+        assert value(store, "otel_llm.feedback.rejected", **{"otel_llm.feedback.reject_reason": reason}) == 1
 
 
 def test_endpoint_other_paths_and_methods(stack: tuple[FeedbackExtension, Any, MetricStore]) -> None:

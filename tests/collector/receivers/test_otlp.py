@@ -408,8 +408,8 @@ AUTH = """
 receivers:
   otlp:
     protocols:
-      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [s3cret]}} {grpc_tls}}}
-      http: {{endpoint: "127.0.0.1:0", auth: {{tokens: [s3cret]}} {http_tls}}}
+      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [s3cret-ingest-token-0001]}} {grpc_tls}}}
+      http: {{endpoint: "127.0.0.1:0", auth: {{tokens: [s3cret-ingest-token-0001]}} {http_tls}}}
 exporters:
   debug: {{}}
 service:
@@ -429,13 +429,139 @@ def test_bearer_token_required_on_both_transports(run_service: Callable[[str], S
             with pytest.raises(grpc.RpcError) as info:
                 export(payload, timeout=5, metadata=metadata)
             assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
-        export(payload, timeout=5, metadata=(("authorization", "Bearer s3cret"),))
+        export(payload, timeout=5, metadata=(("authorization", "Bearer s3cret-ingest-token-0001"),))
     assert post(http_port, "/v1/traces", payload, PROTO)[0] == 401
     assert post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": "Bearer nope"})[0] == 401
-    assert post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": "Bearer s3cret"})[0] == 200
+    assert (
+        post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": "Bearer s3cret-ingest-token-0001"})[
+            0
+        ]
+        == 200
+    )
     assert sample(service, "otel_llm_receiver_unauthenticated_total", **labels("grpc")) == 2
     assert sample(service, "otel_llm_receiver_unauthenticated_total", **labels("http")) == 2
     assert debug_items(service, Signal.TRACES) == 4
+
+
+SCOPED = """
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens_file: "{tokens}"}}}}
+      http: {{endpoint: "127.0.0.1:0", auth: {{tokens_file: "{tokens}"}}}}
+extensions:
+  feedback: {{endpoint: "127.0.0.1:0", auth: {{tokens_file: "{tokens}"}}}}
+exporters:
+  debug: {{}}
+service:
+  extensions: [feedback]
+  telemetry: {{metrics: {{enabled: false}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+"""
+INGEST_TOKEN = "ingest-token-0123456789"
+FEEDBACK_TOKEN = "feedback-token-0123456789"
+
+
+def _feedback(service: Service, token: str) -> int:
+    address = service.component(Kind.EXTENSION, "feedback").address
+    conn = http.client.HTTPConnection(*address, timeout=5)
+    try:
+        body = json.dumps({"trace_id": "0" * 31 + "1", "kind": "copy"}).encode()
+        conn.request(
+            "POST",
+            "/v1/feedback",
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_scoped_tokens_ingest_on_receivers_feedback_on_feedback(
+    run_service: Callable[[str], Service], tmp_path: Any
+) -> None:
+    """One shared tokens file: the ingest token only ingests, the feedback token only posts feedback;
+    a known token on the wrong endpoint is 403 / PERMISSION_DENIED, counted apart from 401s."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ingest {INGEST_TOKEN} app\nfeedback {FEEDBACK_TOKEN} web\n", encoding="utf-8")
+    service = run_service(SCOPED.format(tokens=tokens))
+    port, http_port = receiver_ports(service)
+    payload = trace_request(2).SerializeToString()
+    with grpc_channel(port) as channel:
+        export = channel.unary_unary(TRACES_METHOD)
+        export(payload, timeout=5, metadata=(("authorization", f"Bearer {INGEST_TOKEN}"),))
+        with pytest.raises(grpc.RpcError) as info:
+            export(payload, timeout=5, metadata=(("authorization", f"Bearer {FEEDBACK_TOKEN}"),))
+        assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "ingest scope" in (info.value.details() or "")
+    assert (
+        post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": f"Bearer {INGEST_TOKEN}"})[0] == 200
+    )
+    status, headers, body = post(
+        http_port, "/v1/traces", payload, {**PROTO, "Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+    )
+    assert status == 403 and "www-authenticate" not in headers
+    assert status_pb2.Status.FromString(body).code == 7  # PERMISSION_DENIED
+    assert _feedback(service, INGEST_TOKEN) == 403
+    assert _feedback(service, FEEDBACK_TOKEN) == 202
+    assert _feedback(service, "unknown-token-0123456789") == 401
+    for transport in ("grpc", "http"):
+        assert sample(service, "otel_llm_receiver_forbidden_total", **labels(transport)) == 1
+        assert sample(service, "otel_llm_receiver_unauthenticated_total", **labels(transport)) == 0
+    assert debug_items(service, Signal.TRACES) == 4
+
+
+def test_receiver_auth_config_problems(tmp_path: Any) -> None:
+    """Short tokens, a missing token file and a scope other than ingest are config errors, not 401s later."""
+    from collector.configuration import parse_config
+    from collector.errors import ConfigError
+
+    legacy = tmp_path / "legacy"
+    legacy.write_text(f"{INGEST_TOKEN}\n\nshort\n", encoding="utf-8")
+    text = f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:0", auth: {{tokens: [short]}}}}
+      http: {{endpoint: "127.0.0.1:0", auth: {{scope: feedback, token_file: "{legacy}"}}}}
+exporters:
+  debug: {{}}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "<test>")
+    assert info.value.problems == [
+        "<test>: receivers::otlp::protocols::grpc::auth::tokens::0: expected at least 16 characters, got 5",
+        "<test>: receivers::otlp::protocols::http::auth::token_file: line 3: token shorter than 16 characters",
+        "<test>: receivers::otlp::protocols::http::auth::scope: this endpoint requires scope ingest, got feedback",
+    ]
+
+
+def test_legacy_token_file_still_authenticates(run_service: Callable[[str], Service], tmp_path: Any) -> None:
+    """`token_file` (one plain token per line), the receivers' earlier key, gives each token `ingest`."""
+    legacy = tmp_path / "legacy"
+    legacy.write_text(f"\n{INGEST_TOKEN}\n", encoding="utf-8")
+    service = run_service(
+        RECEIVER_ONLY.format(extra="").replace(
+            'http: {endpoint: "127.0.0.1:0"}',
+            f'http: {{endpoint: "127.0.0.1:0", auth: {{token_file: "{legacy}"}}}}',
+        )
+    )
+    _, http_port = receiver_ports(service)
+    payload = trace_request(1).SerializeToString()
+    assert (
+        post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": f"Bearer {INGEST_TOKEN}"})[0] == 200
+    )
+    assert (
+        post(http_port, "/v1/traces", payload, {**PROTO, "Authorization": "Bearer other-token-01234567"})[0]
+        == 401
+    )
 
 
 def _tls_yaml(cert: str, key: str, client_ca: str | None = None) -> str:
@@ -450,7 +576,7 @@ def test_tls_and_mtls_and_expired_certificates(run_service: Callable[[str], Serv
     service = run_service(AUTH.format(grpc_tls=tls, http_tls=tls))
     port, http_port = receiver_ports(service)
     payload = trace_request(2).SerializeToString()
-    auth = (("authorization", "Bearer s3cret"),)
+    auth = (("authorization", "Bearer s3cret-ingest-token-0001"),)
     ca = certs.ca.read_bytes()
 
     good = grpc.ssl_channel_credentials(ca, certs.client_key.read_bytes(), certs.client_cert.read_bytes())
@@ -471,7 +597,7 @@ def test_tls_and_mtls_and_expired_certificates(run_service: Callable[[str], Serv
             context.load_cert_chain(str(cert), str(key))
         conn = http.client.HTTPSConnection("127.0.0.1", http_port, timeout=10, context=context)
         try:
-            headers = {**PROTO, "Authorization": "Bearer s3cret"}
+            headers = {**PROTO, "Authorization": "Bearer s3cret-ingest-token-0001"}
             return post(http_port, "/v1/traces", payload, headers, conn)[0]
         finally:
             conn.close()
@@ -492,7 +618,7 @@ def test_expired_server_certificate_is_rejected_by_clients(
     with grpc_channel(port, grpc.ssl_channel_credentials(certs.ca.read_bytes())) as channel:
         with pytest.raises(grpc.RpcError) as info:
             channel.unary_unary(TRACES_METHOD)(
-                payload, timeout=5, metadata=(("authorization", "Bearer s3cret"),)
+                payload, timeout=5, metadata=(("authorization", "Bearer s3cret-ingest-token-0001"),)
             )
         assert info.value.code() is grpc.StatusCode.UNAVAILABLE
     context = ssl.create_default_context(cafile=str(certs.ca))

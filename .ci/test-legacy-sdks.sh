@@ -44,7 +44,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.otel-llm-installed"
-wanted="$(cat pyproject.toml .ci/constraints-legacy.txt "$0" | sha256sum | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml .ci/constraints-legacy.txt .ci/test-legacy-sdks.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "==> installing the legacy SDKs into $VENV (pinned by .ci/constraints-legacy.txt)"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \

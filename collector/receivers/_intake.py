@@ -69,9 +69,7 @@ __all__ = [
     "hex_ids_to_base64",
 ]
 
-# ``otelcol_receiver_requests{outcome}``: not in the generated conventions yet (it is the Collector's name,
-# behind its ``receiverhelper.newReceiverMetrics`` gate); TODO(issue 5): add to semconv/model.
-RECEIVER_REQUESTS = "otelcol.receiver.requests"
+_Outcome = attrs.OutcomeValues
 _STATUS_KEY = "collector.service.status"
 # How often refusals and failures are summarised in the log, rather than one line each.
 _LOG_EVERY_S = 10.0
@@ -286,11 +284,11 @@ class Intake:
         """Label-bound counters for one transport, created once."""
         if transport not in self._counters:
             self._counters[transport] = self._telemetry.for_receiver(self.receiver_id, transport)
-            for outcome in ("success", "refused", "failure"):
+            for outcome in (_Outcome.SUCCESS, _Outcome.REFUSED, _Outcome.FAILURE):
                 self._requests[(transport, outcome)] = self._telemetry.counter(
-                    RECEIVER_REQUESTS,
-                    "Requests received, by outcome (success, refused, failure).",
-                    ("receiver", "transport", "outcome"),
+                    m.OTELCOL_RECEIVER_REQUESTS,
+                    m.OTELCOL_RECEIVER_REQUESTS_DESCRIPTION,
+                    (attrs.RECEIVER, attrs.TRANSPORT, attrs.OUTCOME),
                 ).labels(self.receiver_id, transport, outcome)
             self._forbidden[transport] = self._telemetry.counter(
                 m.OTEL_LLM_RECEIVER_FORBIDDEN,
@@ -300,6 +298,7 @@ class Intake:
         return self._counters[transport]
 
     def count_request(self, transport: str, outcome: str) -> None:
+        """One more request with ``outcome`` (an ``attrs.OutcomeValues`` member) on ``transport``."""
         self._requests[(transport, outcome)].inc()
 
     # -- before decoding ------------------------------------------------------------------------------
@@ -319,19 +318,19 @@ class Intake:
 
     def unauthenticated(self, transport: str) -> Outcome:
         self.counters(transport).unauthenticated.inc()
-        self.count_request(transport, "failure")
+        self.count_request(transport, _Outcome.FAILURE)
         return Outcome(OutcomeKind.UNAUTHENTICATED, "missing or invalid bearer token")
 
     def forbidden(self, transport: str) -> Outcome:
         """A known token without the ``ingest`` scope; counted apart from unauthenticated requests."""
         self.counters(transport)
         self._forbidden[transport].inc()
-        self.count_request(transport, "failure")
+        self.count_request(transport, _Outcome.FAILURE)
         return Outcome(OutcomeKind.FORBIDDEN, "the bearer token does not have the ingest scope")
 
     def too_large(self, transport: str, signal: Signal, size: int | None) -> Outcome:
         """Answer for a body over the limit; its items are unknown, so only the request is counted."""
-        self.count_request(transport, "failure")
+        self.count_request(transport, _Outcome.FAILURE)
         self._summary.add("rejected", signal, "request too large", 0)
         shown = f"{size} bytes" if size is not None else "the request"
         return Outcome(
@@ -364,7 +363,7 @@ class Intake:
         """Count a request refused at the transport; items are counted cheaply when the body was read."""
         items = count_items(signal, payload) if payload else 0
         self.counters(transport).refused[signal].inc(items)
-        self.count_request(transport, "refused")
+        self.count_request(transport, _Outcome.REFUSED)
         self._summary.add("refused", signal, reason, items)
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -381,12 +380,12 @@ class Intake:
         counters = self.counters(transport)
         consumer = self._consumers.get(signal)
         if consumer is None:
-            self.count_request(transport, "failure")
+            self.count_request(transport, _Outcome.FAILURE)
             return Outcome(OutcomeKind.UNIMPLEMENTED, f"no {signal.value} pipeline uses this receiver")
         try:
             request = self._decode(signal, payload, json_body)
         except ValueError as exc:
-            self.count_request(transport, "failure")
+            self.count_request(transport, _Outcome.FAILURE)
             self._summary.add("rejected", signal, "malformed payload", 0)
             return Outcome(OutcomeKind.INVALID, str(exc))
         response = _RESPONSE_TYPES[signal]()
@@ -408,23 +407,23 @@ class Intake:
             batch = _BATCH_TYPES[signal](request)
         items = batch.items
         if items == 0:
-            self.count_request(transport, "success")
+            self.count_request(transport, _Outcome.SUCCESS)
             return Outcome(OutcomeKind.OK, response=response)
         try:
             consumer.consume(batch)
         except RefusedError as exc:
             counters.refused[signal].inc(items)
-            self.count_request(transport, "refused")
+            self.count_request(transport, _Outcome.REFUSED)
             self._summary.add("refused", signal, exc.reason, items)
             return self._refused(exc.reason, exc.retry_after_s)
         except Exception as exc:  # a pipeline bug must not kill the transport thread; counted and logged
             counters.failed[signal].inc(items)
-            self.count_request(transport, "failure")
+            self.count_request(transport, _Outcome.FAILURE)
             self._summary.add("failed", signal, f"{type(exc).__name__}: {exc}", items)
             self._logger.debug("pipeline failed", exc_info=True)
             return Outcome(OutcomeKind.INTERNAL, f"the pipeline failed: {type(exc).__name__}")
         counters.accepted[signal].inc(items)
-        self.count_request(transport, "success")
+        self.count_request(transport, _Outcome.SUCCESS)
         del seen
         return Outcome(OutcomeKind.OK, response=response)
 

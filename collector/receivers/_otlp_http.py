@@ -32,6 +32,7 @@ from collector.component import Signal
 from collector.errors import ComponentError
 from collector.logs import event
 from collector.receivers._intake import Intake, Outcome, OutcomeKind, ServerTLSSettings
+from otel_llm.conventions import attributes as attrs
 
 __all__ = ["HttpTransport"]
 
@@ -282,7 +283,7 @@ class HttpTransport:
 
     def refused_connection(self) -> None:
         """A connection over ``max_connections`` was closed unread; counted as a refused request."""
-        self._intake.count_request(TRANSPORT, "refused")
+        self._intake.count_request(TRANSPORT, attrs.OutcomeValues.REFUSED)
 
     # -- one request --------------------------------------------------------------------------------
 
@@ -360,7 +361,7 @@ class HttpTransport:
                 self._reply_outcome(h, intake.too_large(TRANSPORT, signal, None), json_body, close=True)
                 return
             except _BadBody as exc:
-                intake.count_request(TRANSPORT, "failure")
+                intake.count_request(TRANSPORT, attrs.OutcomeValues.FAILURE)
                 self._reply_outcome(h, Outcome(OutcomeKind.INVALID, str(exc)), json_body, close=True)
                 return
             except OSError:

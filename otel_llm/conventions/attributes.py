@@ -370,6 +370,9 @@ OTEL_LLM_VARIANT_SIDE: Final = "otel_llm.variant.side"
 #: The statistical test behind the p-value and interval. (string; otel-llm)
 OTEL_LLM_VARIANT_TEST: Final = "otel_llm.variant.test"
 
+#: Outcome of one request to a receiver, as the Collector's receiverhelper records it. (enum; otel-llm)
+OUTCOME: Final = "outcome"
+
 #: Component id of the processor. (string; otel-llm)
 PROCESSOR: Final = "processor"
 
@@ -805,6 +808,20 @@ class OtelLlmVariantSideValues:
     ALL: Final[frozenset[str]] = frozenset({A, B})
 
 
+class OutcomeValues:
+    """Values of `outcome`."""
+
+    #: Accepted (possibly with `partial_success`), or an empty request.
+    SUCCESS: Final = "success"
+    #: Refused with a retryable error (backpressure; UNAVAILABLE / 503 with RetryInfo / Retry-After).
+    REFUSED: Final = "refused"
+    #: Rejected or failed (unauthenticated, forbidden, malformed, too large, no pipeline, pipeline error).
+    FAILURE: Final = "failure"
+
+    #: Every value above, for membership tests.
+    ALL: Final[frozenset[str]] = frozenset({SUCCESS, REFUSED, FAILURE})
+
+
 #: Legacy attribute name -> current name; apply before reading any gen_ai.* attribute.
 ATTRIBUTE_RENAMES: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -983,6 +1000,7 @@ __all__ = [
     "OTEL_LLM_VARIANT_TEST",
     "OTEL_METRIC_OVERFLOW",
     "OTEL_SIGNAL",
+    "OUTCOME",
     "OUTPUT_TYPE_VALUE_RENAMES",
     "PROCESSOR",
     "PROVIDER_NAME_VALUE_RENAMES",
@@ -1016,4 +1034,5 @@ __all__ = [
     "OtelLlmUnpricedReasonValues",
     "OtelLlmVariantSideValues",
     "OtelSignalValues",
+    "OutcomeValues",
 ]

@@ -858,6 +858,13 @@ OTELCOL_RECEIVER_REFUSED_SPANS_DESCRIPTION: Final = (
     "Spans refused by the pipeline (e.g. memory limit); the client may retry."
 )
 
+#: counter in {request}; otel-llm.
+OTELCOL_RECEIVER_REQUESTS: Final = "otelcol.receiver.requests"
+OTELCOL_RECEIVER_REQUESTS_UNIT: Final = "{request}"
+OTELCOL_RECEIVER_REQUESTS_DESCRIPTION: Final = (
+    "Requests received, by outcome (the Collector's name, behind its receiverhelper.newReceiverMetrics gate)."
+)
+
 #: Every metric above, keyed by name.
 METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
     {
@@ -1920,6 +1927,15 @@ METRICS: Final[Mapping[str, MetricSpec]] = MappingProxyType(
             attributes=("receiver", "transport"),
             stability="development",
         ),
+        OTELCOL_RECEIVER_REQUESTS: MetricSpec(
+            name=OTELCOL_RECEIVER_REQUESTS,
+            instrument="counter",
+            unit=OTELCOL_RECEIVER_REQUESTS_UNIT,
+            description=OTELCOL_RECEIVER_REQUESTS_DESCRIPTION,
+            buckets=None,
+            attributes=("receiver", "transport", "outcome"),
+            stability="development",
+        ),
     }
 )
 
@@ -2077,6 +2093,9 @@ __all__ = [
     "OTELCOL_RECEIVER_REFUSED_SPANS",
     "OTELCOL_RECEIVER_REFUSED_SPANS_DESCRIPTION",
     "OTELCOL_RECEIVER_REFUSED_SPANS_UNIT",
+    "OTELCOL_RECEIVER_REQUESTS",
+    "OTELCOL_RECEIVER_REQUESTS_DESCRIPTION",
+    "OTELCOL_RECEIVER_REQUESTS_UNIT",
     "OTEL_LLM_ALERT_NOTIFICATIONS",
     "OTEL_LLM_ALERT_NOTIFICATIONS_DESCRIPTION",
     "OTEL_LLM_ALERT_NOTIFICATIONS_UNIT",

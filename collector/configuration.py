@@ -95,6 +95,14 @@ class ServiceSettings(ComponentConfig):
     shutdown_timeout: Duration = Field(
         10.0, description="On SIGTERM, how long to drain pipelines and flush exporters before exiting."
     )
+    instance_id: str | None = Field(
+        None,
+        min_length=1,
+        pattern=r"^[^\s]+$",
+        description="`otel_llm.instance.id` on every derived series: keep it stable across restarts so a "
+        "restart continues the same Prometheus series. Default: the hostname (the pod name under a "
+        "StatefulSet); with `workers` > 1 each worker appends `-w<index>` (to the default or this value).",
+    )
 
 
 @dataclass(frozen=True)

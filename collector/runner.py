@@ -3,15 +3,16 @@
 With ``service::workers: N`` (N > 1) this process becomes a supervisor: it starts N worker processes
 (``python -m collector.runner``), each a full collector whose receivers bind with ``SO_REUSEPORT`` so
 the kernel spreads connections over them, and forwards SIGTERM/SIGINT to them. Each worker has its own
-instance id (``<hostname>-<pid>-w<i>``), exported on every derived metric as ``otel_llm.instance.id``,
-so series from different workers never collide and sum correctly in PromQL
-(``sum without (otel_llm_instance_id)``).
+instance id (``<id>-w<i>``), exported on every derived metric as ``otel_llm.instance.id``, so series
+from different workers never collide and sum correctly in PromQL (``sum without (otel_llm_instance_id)``).
+
+The id is stable across restarts: ``service::instance_id``, by default the hostname (no process id),
+so a restarted collector continues its series instead of starting new ones (series churn).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from collector.configuration import CollectorConfig, load_config
 from collector.errors import ComponentError, ConfigError
 from collector.logs import configure_logging, event, get_logger
 
-__all__ = ["run_collector"]
+__all__ = ["instance_id", "run_collector"]
 
 
 def _load(path: str) -> CollectorConfig | None:
@@ -48,13 +49,16 @@ def run_collector(path: str, workers: int | None = None, worker_index: int | Non
     return _run_one(config, worker_index)
 
 
+def instance_id(configured: str | None, worker_index: int | None) -> str:
+    """``service::instance_id`` or the hostname, plus ``-w<index>`` for a worker; no pid, so it is stable."""
+    base = configured or socket.gethostname()
+    return base if worker_index is None else f"{base}-w{worker_index}"
+
+
 def _run_one(config: CollectorConfig, worker_index: int | None) -> int:
     from collector.service import Service
 
-    instance = f"{socket.gethostname()}-{os.getpid()}"
-    if worker_index is not None:
-        instance += f"-w{worker_index}"
-    service = Service(config, instance_id=instance)
+    service = Service(config, instance_id=instance_id(config.service.instance_id, worker_index))
     # Workers share the listening ports; the receivers read this before binding.
     service.host.shared["collector.runner.reuse_port"] = worker_index is not None
     stop = threading.Event()

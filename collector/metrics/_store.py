@@ -24,7 +24,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from otel_llm.conventions import attributes as attrs
 from otel_llm.conventions import metrics as m
@@ -312,6 +312,8 @@ class Histogram(_Instrument):
 
 
 Instrument = Counter | Gauge | Histogram
+_I = TypeVar("_I", Counter, Gauge, Histogram)
+_S = TypeVar("_S", Counter, Gauge)
 
 
 class MetricStore:
@@ -340,18 +342,36 @@ class MetricStore:
 
     # -- instruments -------------------------------------------------------------------------------
 
-    def _get(
-        self, name: str, kind: type[Instrument], make: type[Instrument], args: tuple[object, ...]
-    ) -> Instrument:
+    def _get(self, name: str, kind: type[_I], *args: object) -> _I:
         found = self._instruments.get(name)
         if found is None:
             with self._lock:
                 found = self._instruments.get(name)
                 if found is None:
-                    found = self._instruments[name] = make(self, name, *args)  # type: ignore[arg-type]
+                    found = self._instruments[name] = kind(self, name, *args)  # type: ignore[arg-type]
         if not isinstance(found, kind):
             raise ValueError(f"metric {name!r} is already a {found.kind}, not a {kind.kind}")
         return found
+
+    def _scalar(
+        self,
+        kind: type[_S],
+        name: str,
+        label_names: Sequence[str],
+        cardinality_limit: int,
+        expiry_s: float,
+    ) -> _S:
+        """A counter or gauge, with unit and description from the conventions."""
+        spec = m.METRICS.get(name)
+        return self._get(
+            name,
+            kind,
+            label_names,
+            spec.unit if spec else "1",
+            spec.description if spec else "",
+            cardinality_limit,
+            expiry_s,
+        )
 
     def counter(
         self,
@@ -362,17 +382,7 @@ class MetricStore:
         expiry_s: float = _DEFAULT_EXPIRY_S,
     ) -> Counter:
         """The counter ``name``, created on first use with unit and description from the conventions."""
-        spec = m.METRICS.get(name)
-        args = (
-            label_names,
-            spec.unit if spec else "1",
-            spec.description if spec else "",
-            cardinality_limit,
-            expiry_s,
-        )
-        found = self._get(name, Counter, Counter, args)
-        assert isinstance(found, Counter)
-        return found
+        return self._scalar(Counter, name, label_names, cardinality_limit, expiry_s)
 
     def gauge(
         self,
@@ -383,17 +393,7 @@ class MetricStore:
         expiry_s: float = _DEFAULT_EXPIRY_S,
     ) -> Gauge:
         """The gauge ``name``, created on first use."""
-        spec = m.METRICS.get(name)
-        args = (
-            label_names,
-            spec.unit if spec else "1",
-            spec.description if spec else "",
-            cardinality_limit,
-            expiry_s,
-        )
-        found = self._get(name, Gauge, Gauge, args)
-        assert isinstance(found, Gauge)
-        return found
+        return self._scalar(Gauge, name, label_names, cardinality_limit, expiry_s)
 
     def histogram(
         self,
@@ -413,7 +413,9 @@ class MetricStore:
             raise ValueError(
                 f"histogram {name!r}: no bucket bounds given and none advised by the conventions"
             )
-        args = (
+        return self._get(
+            name,
+            Histogram,
             label_names,
             unit if unit is not None else (spec.unit if spec else "1"),
             description if description is not None else (spec.description if spec else ""),
@@ -421,9 +423,6 @@ class MetricStore:
             expiry_s,
             bounds,
         )
-        found = self._get(name, Histogram, Histogram, args)
-        assert isinstance(found, Histogram)
-        return found
 
     def instruments(self) -> list[Instrument]:
         """Every instrument, in creation order."""

@@ -15,7 +15,7 @@ Per piece of body: one `perf_counter()` and the provider scanner's byte tests (`
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -24,6 +24,34 @@ from otel_llm._call import LLMCall
 
 def _abandon(call: LLMCall) -> None:
     call.end(abandoned=True)
+
+
+def _watcher(call: LLMCall) -> Callable[[bytes], None]:
+    """The per-chunk step of both tees: time the chunk, then scan it (or keep it for a parse at the end).
+
+    Never raises: a fault of ours stops the watching for the rest of this body and is counted.
+    """
+    parser = call.parser
+    feed = parser.scanner.feed if parser is not None else None
+    keep = call.keep if parser is None else None
+
+    def watch(data: bytes) -> None:
+        nonlocal feed, keep
+        try:
+            now = perf_counter()
+            if feed is not None:
+                if not call.first_chunk:
+                    call.first_chunk = now
+                call.last_chunk = now
+                feed(data)
+            elif keep is not None:
+                keep(data)
+        except Exception:
+            # Our fault, not the application's: stop reading this body, let the bytes through.
+            feed = keep = None
+            call.rt.count_error("stream", call.endpoint.provider)
+
+    return watch
 
 
 class _TeeBase:
@@ -54,25 +82,11 @@ class SyncTee(_TeeBase):
 
     def __iter__(self) -> Iterator[bytes]:
         call = self._call
-        parser = call.parser
-        feed = parser.scanner.feed if parser is not None else None
-        keep = call.keep if parser is None else None
+        watch = _watcher(call)
         try:
             for data in self._inner:
                 if data:
-                    try:
-                        now = perf_counter()
-                        if feed is not None:
-                            if not call.first_chunk:
-                                call.first_chunk = now
-                            call.last_chunk = now
-                            feed(data)
-                        elif keep is not None:
-                            keep(data)
-                    except Exception:
-                        # Our fault, not the application's: stop reading this body, let the bytes through.
-                        feed = keep = None
-                        call.rt.count_error("stream", call.endpoint.provider)
+                    watch(data)
                 yield data
         except GeneratorExit:
             # Closed without close() on the response: the stream was dropped and collected.
@@ -95,25 +109,11 @@ class AsyncTee(_TeeBase):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         call = self._call
-        parser = call.parser
-        feed = parser.scanner.feed if parser is not None else None
-        keep = call.keep if parser is None else None
+        watch = _watcher(call)
         try:
             async for data in self._inner:
                 if data:
-                    try:
-                        now = perf_counter()
-                        if feed is not None:
-                            if not call.first_chunk:
-                                call.first_chunk = now
-                            call.last_chunk = now
-                            feed(data)
-                        elif keep is not None:
-                            keep(data)
-                    except Exception:
-                        # Our fault, not the application's: stop reading this body, let the bytes through.
-                        feed = keep = None
-                        call.rt.count_error("stream", call.endpoint.provider)
+                    watch(data)
                 yield data
         except GeneratorExit:
             self._done(abandoned=not call.ended)

@@ -13,7 +13,8 @@ States follow Prometheus: ``inactive`` -> ``pending`` (fire condition holds, not
   critical, else the rule's); one open alert per rule and group.
 
 Nothing here reads a clock or does I/O; the processor and ``otel-llm alerts test`` drive it with
-data time.
+data time. :meth:`Evaluator.open_alerts` and :meth:`Evaluator.restore` carry open alerts over a
+restart (the processor's ``state_file``); detector baselines are not carried and learn again.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collector.alerting.signals import (
 __all__ = [
     "AlertState",
     "Evaluator",
+    "OpenAlert",
     "RuleRunner",
     "Transition",
     "alert_fingerprint",
@@ -91,6 +93,23 @@ class Transition:
     @property
     def resolved(self) -> bool:
         return self.previous is AlertState.FIRING and self.state is AlertState.INACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """A pending or firing alert as it is saved and restored: enough to carry it over a restart."""
+
+    rule: str
+    key: tuple[str, ...]
+    labels: Mapping[str, str]
+    state: AlertState
+    since: float  # data time it started pending (pending) or firing (firing)
+    severity: str
+    value: float
+
+    @property
+    def fingerprint(self) -> str:
+        return alert_fingerprint(self.rule, self.labels)
 
 
 @dataclass(slots=True)
@@ -174,6 +193,18 @@ class RuleRunner:
             return None
         return self._move(alert, group, labels, AlertState.INACTIVE, t, reason)
 
+    def restore(self, group: GroupKey, saved: OpenAlert) -> None:
+        """Put a saved open alert back; the detector starts fresh (it must warm up before it resolves)."""
+        alert = self.alerts[group] = _Alert(self.detector.new_state())
+        alert.state = saved.state
+        alert.last_value = saved.value
+        if saved.state is AlertState.FIRING:
+            alert.started_at = saved.since
+            alert.pending_since = saved.since
+            alert.severity = saved.severity
+        else:
+            alert.pending_since = saved.since
+
     def open_groups(self) -> list[GroupKey]:
         return [key for key, alert in self.alerts.items() if alert.state is not AlertState.INACTIVE]
 
@@ -234,6 +265,9 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self._labels = [label_name(d) for d in self.group_by]
+        # Restored alerts whose group has not been seen since the restart: (rule, key) -> data time after
+        # which they close as expired, as a group that stopped sending would have.
+        self._restored: dict[tuple[str, GroupKey], float] = {}
         self.aggregator = SignalAggregator(self.interval_s, self._keep(self.rules), self.max_groups)
         self.set_rules(self.rules)
         self.evaluations = 0
@@ -313,7 +347,61 @@ class Evaluator:
                 transition = runner.step(key, labels, end, sample)
                 if transition:
                     out.append(transition)
+                self._restored.pop((rule.name, key), None)
+        for (name, key), deadline in list(self._restored.items()):
+            runner_or_none = self.runners.get(name)
+            if runner_or_none is None or runner_or_none.state(key) is AlertState.INACTIVE:
+                del self._restored[(name, key)]
+            elif end >= deadline:
+                del self._restored[(name, key)]
+                transition = runner_or_none.close(
+                    key, self._group_labels(runner_or_none.rule, key), end, "group expired"
+                )
+                if transition:
+                    out.append(transition)
         return out
+
+    def open_alerts(self) -> list[OpenAlert]:
+        """Every pending or firing alert, to save."""
+        out: list[OpenAlert] = []
+        for runner in self.runners.values():
+            for key, alert in runner.alerts.items():
+                if alert.state is AlertState.INACTIVE:
+                    continue
+                firing = alert.state is AlertState.FIRING
+                out.append(
+                    OpenAlert(
+                        rule=runner.rule.name,
+                        key=tuple(key),
+                        labels=self._group_labels(runner.rule, key),
+                        state=alert.state,
+                        since=alert.started_at if firing else alert.pending_since,
+                        severity=alert.severity or runner.rule.severity,
+                        value=alert.last_value,
+                    )
+                )
+        return out
+
+    def restore(self, alerts: Sequence[OpenAlert], at: float) -> list[OpenAlert]:
+        """Put saved open alerts back; return those whose rule is gone, disabled or regrouped.
+
+        ``at`` is the data time they were saved at: a restored alert whose group sends nothing closes
+        ``group_ttl_s`` after it, as it would have without the restart.
+        """
+        dropped: list[OpenAlert] = []
+        for saved in alerts:
+            runner = self.runners.get(saved.rule)
+            dims = (
+                runner.rule.group_by
+                if runner is not None and runner.rule.group_by is not None
+                else self.group_by
+            )
+            if runner is None or len(saved.key) != len(dims) or saved.state is AlertState.INACTIVE:
+                dropped.append(saved)
+                continue
+            runner.restore(saved.key, saved)
+            self._restored[(saved.rule, saved.key)] = at + self.group_ttl_s
+        return dropped
 
     def _windows(
         self, rule: RuleConfig, keys: list[GroupKey], end: float, window: float

@@ -409,6 +409,12 @@ class Route:
             return False
         return True
 
+    def restore(self, n: Notification) -> None:
+        """Mark a firing alert as already notified (carried over a restart): no page now, a resolve later."""
+        if n.status == "firing":
+            with self._lock:
+                self._open[n.fingerprint] = n
+
     def open_alerts(self) -> list[Notification]:
         with self._lock:
             return list(self._open.values())

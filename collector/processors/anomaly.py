@@ -15,6 +15,9 @@ and after any processor whose metrics it reads (``drift``). Data passes through 
   like Prometheus' ``ALERTS``), ``otel_llm.health.score`` per service and model, and
   ``otel_llm.alert.notifications`` per notifier and outcome (from the routes' counts, every tick).
 - **Audit**: every transition and every reload is one JSON log line with ``changed_by``.
+- **State** (optional ``state_file``): open alerts are saved atomically on every transition and at
+  shutdown and restored at start, so a restart neither re-pages a firing alert nor loses its
+  resolution (:mod:`collector.alerting.state`).
 
 Thread safety: ``process`` may run on several receiver threads; one lock guards the evaluator.
 """
@@ -26,6 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +40,7 @@ from collector.alerting.health import HealthSettings, component_scores, health_s
 from collector.alerting.notifiers import (
     AlertmanagerNotifier,
     Delivery,
+    Notification,
     Notifier,
     PagerDutyNotifier,
     Route,
@@ -46,6 +51,7 @@ from collector.alerting.notifiers import (
 )
 from collector.alerting.rules import RuleConfig, RuleWatcher, file_owners, load_rules
 from collector.alerting.signals import GroupKey, Observation, SignalValue, compute
+from collector.alerting.state import load_state, save_state
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from collector.data import Batch, TraceBatch
 from collector.durations import Duration
@@ -164,6 +170,11 @@ class AnomalyProcessorConfig(ComponentConfig):
     health: HealthSettings = Field(
         default_factory=HealthSettings, description="The health score per service and model."
     )
+    state_file: str | None = Field(
+        None,
+        description="JSON file of open alerts, written atomically on every transition and at shutdown, "
+        "read at start: an alert firing before a restart stays firing without a new page. None: memory only.",
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -176,6 +187,10 @@ class AnomalyProcessorConfig(ComponentConfig):
         for index, name in enumerate(self.group_by):
             if name in self.group_by[:index]:
                 out.append((f"group_by::{index}", f"{name!r} is listed twice"))
+        if self.state_file is not None:
+            parent = Path(self.state_file).parent
+            if not parent.is_dir():
+                out.append(("state_file", f"no such directory: {parent}"))
         return out
 
 
@@ -362,6 +377,8 @@ class AnomalyProcessor:
         self._last_span_wall = 0.0
         self._next_reload = 0.0
         self._health_at = -1
+        # Last firing notification per fingerprint (what the state file records as sent).
+        self._notified: dict[str, Notification] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -389,6 +406,7 @@ class AnomalyProcessor:
         self.routes = self._routes()
         self._counted = [dict.fromkeys(_OUTCOMES, -1) for _ in self.routes]
         self._count_notifications()  # zero series from the start, so rate() and increase() work at once
+        self._load_state()
         for route in self.routes:
             route.start()
         if c.reload_interval > 0:
@@ -418,6 +436,7 @@ class AnomalyProcessor:
             route.shutdown(timeout_s)
         with self._lock:
             self._count_notifications()
+            self._save_state()
         for route in self.routes:
             stats = route.stats
             # Open alerts stay open on purpose: Alertmanager expires them at endsAt, PagerDuty keeps
@@ -539,13 +558,79 @@ class AnomalyProcessor:
             self._compute_health()
         for transition in out:
             self._audit(transition, "evaluation")
-            notification = notification_from(transition, self.config.generator_url)
-            if notification is not None:
-                for route in self.routes:
-                    route.submit(notification)
+            self._notify(transition)
         if out:
             self.transitions = (self.transitions + out)[-1000:]
             self._publish()
+            self._save_state()
+
+    def _notify(self, transition: Transition) -> None:
+        """Send the transition's notification (if any) to every route; remember what fired."""
+        notification = notification_from(transition, self.config.generator_url)
+        if notification is None:
+            return
+        if notification.status == "firing":
+            self._notified[notification.fingerprint] = notification
+        else:
+            self._notified.pop(notification.fingerprint, None)
+        for route in self.routes:
+            route.submit(notification)
+
+    # -- state file --------------------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        """Write the open alerts to ``state_file`` (under the lock); a failure is logged, not raised."""
+        path = self.config.state_file
+        if path is None or self.evaluator is None:
+            return
+        at = self.evaluator.aggregator.open_start
+        try:
+            save_state(
+                path, self.evaluator.open_alerts(), self._notified, at if at is not None else self.clock()
+            )
+        except OSError as exc:
+            event(self.logger, logging.ERROR, "alert state not saved", path=path, error=str(exc))
+
+    def _load_state(self) -> None:
+        """Restore open alerts from ``state_file``: no page for what fired before, a resolve later.
+
+        Alerts of rules that are gone (or regrouped) while the collector was down are resolved now.
+        An unreadable file is logged and ignored: alerting starts from nothing, as without the file.
+        """
+        path = self.config.state_file
+        if path is None or self.evaluator is None:
+            return
+        try:
+            saved = load_state(path)
+        except (OSError, ValueError) as exc:
+            event(self.logger, logging.ERROR, "alert state not restored", path=path, error=str(exc))
+            return
+        if saved is None:
+            return
+        at = saved.saved_at if math.isfinite(saved.saved_at) else self.clock()
+        with self._lock:
+            dropped = self.evaluator.restore(saved.alerts, at)
+            gone = {alert.fingerprint for alert in dropped}
+            for fingerprint, notification in saved.notifications.items():
+                for route in self.routes:
+                    route.restore(notification)
+                if fingerprint in gone:
+                    resolved = replace(notification, status="resolved", ends_at=self.clock())
+                    for route in self.routes:
+                        route.submit(resolved)
+                else:
+                    self._notified[fingerprint] = notification
+            self._save_state()
+            self._publish()
+        event(
+            self.logger,
+            logging.INFO,
+            "alert state restored",
+            path=path,
+            restored=[f"{a.rule} {dict(a.labels)} {a.state.value}" for a in saved.alerts if a not in dropped],
+            resolved_rule_gone=sorted({f"{a.rule} {dict(a.labels)}" for a in dropped}),
+            changed_by="start-up",
+        )
 
     def _audit(self, transition: Transition, cause: str) -> None:
         event(
@@ -697,10 +782,9 @@ class AnomalyProcessor:
             closed = self.evaluator.set_rules(rules.rules, at if at is not None else math.nan)
             for transition in closed:
                 self._audit(transition, "rule reload")
-                notification = notification_from(transition, self.config.generator_url)
-                if notification is not None:
-                    for route in self.routes:
-                        route.submit(notification)
+                self._notify(transition)
+            if closed:
+                self._save_state()
         event(
             self.logger,
             logging.WARNING,

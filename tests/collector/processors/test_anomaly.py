@@ -443,3 +443,116 @@ service:
     assert lines[0].split() == ["SERVICE", "MODEL", "SCORE"]
     assert lines[1].split()[:2] == ["chat", "gpt-4o"]
     assert any(line.split()[:3] == ["LLMErrorBurst", "firing", "warning"] for line in lines[3:])
+
+
+# -- state_file: open alerts survive a restart ------------------------------------------------------------
+
+ERRORS_RULE = (
+    "rules:\n"
+    "  - {name: Errors, signal: error_rate, min_samples: 1, severity: warning,\n"
+    "     detector: {type: threshold, above: 0.5}}\n"
+)
+
+
+def _minute(processor: AnomalyProcessor, minute: int, error: bool) -> None:
+    from collector.alerting.signals import Observation
+
+    t = START + minute * 60 + 1
+    processor.process(
+        batch_for([(t, Observation(duration_s=1.0, is_error=error, error_type="500", tokens=10, cost=0.001))])
+    )
+
+
+def test_state_file_carries_a_firing_alert_over_a_restart(tmp_path: Path, endpoints: Recorder) -> None:
+    folder = tmp_path / "alerts"
+    folder.mkdir()
+    (folder / "errors.yaml").write_text(ERRORS_RULE)
+    state = tmp_path / "state" / "alerts.json"
+    state.parent.mkdir()
+    config = {
+        "rules_dir": str(folder),
+        "state_file": str(state),
+        "webhooks": [{"url": endpoints.url + "/hook"}],
+        "reload_interval": "0s",
+    }
+
+    first = build(config)
+    first.start(make_host())
+    try:
+        for minute in range(3):
+            _minute(first, minute, error=True)
+        assert [(t.rule, t.state.value) for t in first.transitions] == [("Errors", "firing")]
+        assert [h.json()["status"] for h in endpoints.wait_for(1, path="/hook")] == ["firing"]
+    finally:
+        first.shutdown(5)
+    saved = json.loads(state.read_text())
+    (entry,) = saved["alerts"]
+    assert (entry["rule"], entry["state"], entry["severity"]) == ("Errors", "firing", "warning")
+    assert entry["labels"] == {"service_name": "chat", "gen_ai_request_model": "gpt-4o"}
+    assert entry["last_notification"]["status"] == "firing"
+    assert not list(state.parent.glob(".*.tmp"))  # written via a temporary file, renamed over
+
+    second = build(config)
+    second.start(make_host())
+    try:
+        assert [(rule, state.value) for rule, _, state, _ in second.evaluator.firing()] == [
+            ("Errors", "firing")
+        ]
+        for minute in range(3, 6):  # still failing: no second page
+            _minute(second, minute, error=True)
+        assert second.transitions == []
+        for minute in range(6, 9):  # recovers: one resolve
+            _minute(second, minute, error=False)
+        assert [(t.rule, t.state.value) for t in second.transitions] == [("Errors", "inactive")]
+        endpoints.wait_for(2, path="/hook")
+        time.sleep(0.3)  # nothing else arrives
+        hooks = endpoints.wait_for(2, path="/hook")
+    finally:
+        second.shutdown(5)
+    assert [h.json()["status"] for h in hooks] == ["firing", "resolved"]
+    assert hooks[0].json()["id"] == hooks[1].json()["id"]  # the resolve closes the first page
+    assert json.loads(state.read_text())["alerts"] == []
+
+
+def test_state_file_resolves_alerts_of_a_removed_rule_and_survives_garbage(
+    tmp_path: Path, endpoints: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "alerts"
+    folder.mkdir()
+    (folder / "errors.yaml").write_text(ERRORS_RULE)
+    state = tmp_path / "alerts.json"
+    config = {
+        "rules_dir": str(folder),
+        "state_file": str(state),
+        "webhooks": [{"url": endpoints.url + "/hook"}],
+        "reload_interval": "0s",
+    }
+    first = build(config)
+    first.start(make_host())
+    try:
+        for minute in range(3):
+            _minute(first, minute, error=True)
+        endpoints.wait_for(1, path="/hook")
+    finally:
+        first.shutdown(5)
+
+    (folder / "errors.yaml").write_text(ERRORS_RULE.replace("Errors", "Renamed"))
+    second = build(config)
+    second.start(make_host())
+    try:
+        hooks = endpoints.wait_for(2, path="/hook")
+        assert second.evaluator is not None and second.evaluator.firing() == []
+    finally:
+        second.shutdown(5)
+    assert [(h.json()["status"], h.json()["rule"]) for h in hooks] == [
+        ("firing", "Errors"),
+        ("resolved", "Errors"),
+    ]
+
+    state.write_text("{not json")
+    caplog.set_level(logging.ERROR, logger="otel_llm.collector.processors.anomaly")
+    third = build(config)
+    third.start(make_host())  # an unreadable file is logged, not fatal
+    third.shutdown(1)
+    assert "alert state not restored" in caplog.text
+    assert json.loads(state.read_text())["alerts"] == []  # replaced by a good document at shutdown

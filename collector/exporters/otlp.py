@@ -35,7 +35,13 @@ from collector.errors import ComponentError, PermanentExportError, RetryableExpo
 from collector.exporters._helper import ClientTLSSettings, ExporterConfig, QueuedExporter
 from collector.logs import event
 
-__all__ = ["FACTORY", "GrpcSender", "OtlpExporterConfig", "partial_rejections"]
+__all__ = [
+    "FACTORY",
+    "GrpcSender",
+    "OtlpExporterConfig",
+    "PartialSuccessLog",
+    "partial_rejections",
+]
 
 _PATHS = {
     Signal.TRACES: "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -93,6 +99,42 @@ def partial_rejections(signal: Signal, body: bytes) -> tuple[int, str]:
     return int(getattr(partial, rejected)), str(partial.error_message)
 
 
+class PartialSuccessLog:
+    """Reads the ``partial_success`` of Export responses and warns about it, at most once per interval.
+
+    Shared by the gRPC and HTTP senders; thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, exporter_id: str) -> None:
+        self._logger = logger
+        self._id = exporter_id
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def read(self, signal: Signal, body: bytes) -> int:
+        """The items the backend rejected (0 when none or unreadable); logs its message if any."""
+        rejected, message = partial_rejections(signal, body)
+        if rejected or message:
+            self._log(signal, rejected, message)
+        return rejected
+
+    def _log(self, signal: Signal, rejected: int, message: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < _PARTIAL_LOG_EVERY_S:
+                return
+            self._last = now
+        event(
+            self._logger,
+            logging.WARNING,
+            "backend rejected part of a request",
+            exporter=self._id,
+            signal=signal.value,
+            rejected=rejected,
+            reason=message,
+        )
+
+
 def retry_delay(metadata: Any) -> float | None:
     """The server's RetryInfo delay from trailing metadata, in seconds; None when it sent none."""
     for key, value in metadata or ():
@@ -115,8 +157,6 @@ class GrpcSender:
 
     def __init__(self, config: OtlpExporterConfig, logger: logging.Logger, exporter_id: str) -> None:
         self._config = config
-        self._logger = logger
-        self._id = exporter_id
         self._channel: grpc.Channel | None = None
         self._calls: dict[Signal, Any] = {}
         metadata = [(key.lower(), value) for key, value in config.headers.items()]
@@ -126,8 +166,7 @@ class GrpcSender:
         self._compression = (
             grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
         )
-        self._partial_lock = threading.Lock()
-        self._partial_last = 0.0
+        self._partial = PartialSuccessLog(logger, exporter_id)
 
     def start(self) -> None:
         config = self._config
@@ -159,26 +198,7 @@ class GrpcSender:
             body = call(payload, timeout=timeout_s, metadata=self._metadata, compression=self._compression)
         except grpc.RpcError as error:
             raise _classify(error) from None
-        rejected, message = partial_rejections(signal, body)
-        if rejected or message:
-            self._log_partial(signal, rejected, message)
-        return rejected
-
-    def _log_partial(self, signal: Signal, rejected: int, message: str) -> None:
-        with self._partial_lock:
-            now = time.monotonic()
-            if now - self._partial_last < _PARTIAL_LOG_EVERY_S:
-                return
-            self._partial_last = now
-        event(
-            self._logger,
-            logging.WARNING,
-            "backend rejected part of a request",
-            exporter=self._id,
-            signal=signal.value,
-            rejected=rejected,
-            reason=message,
-        )
+        return self._partial.read(signal, body)
 
     def close(self) -> None:
         channel, self._channel = self._channel, None

@@ -29,14 +29,12 @@ from pydantic import Field
 from collector.component import CreateSettings, Factory, Kind, Signal
 from collector.errors import ComponentError, PermanentExportError, RetryableExportError
 from collector.exporters._helper import ClientTLSSettings, ExporterConfig, QueuedExporter
-from collector.exporters.otlp import partial_rejections
-from collector.logs import event
+from collector.exporters.otlp import PartialSuccessLog
 
 __all__ = ["FACTORY", "HttpSender", "OtlpHttpExporterConfig", "parse_retry_after"]
 
 _DEFAULT_PATHS = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-_PARTIAL_LOG_EVERY_S = 10.0
 
 
 class OtlpHttpExporterConfig(ExporterConfig):
@@ -89,8 +87,6 @@ class HttpSender:
 
     def __init__(self, config: OtlpHttpExporterConfig, logger: logging.Logger, exporter_id: str) -> None:
         self._config = config
-        self._logger = logger
-        self._id = exporter_id
         self._targets = {signal: urlsplit(config.url(signal)) for signal in Signal}
         headers = {"Content-Type": "application/x-protobuf", **config.headers}
         if config.compression == "gzip":
@@ -102,7 +98,7 @@ class HttpSender:
         self._context: ssl.SSLContext | None = None
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        self._partial_last = 0.0
+        self._partial = PartialSuccessLog(logger, exporter_id)
 
     def start(self) -> None:
         if any(target.scheme == "https" for target in self._targets.values()):
@@ -163,30 +159,11 @@ class HttpSender:
             self._drop(signal)
         status = response.status
         if 200 <= status < 300:
-            rejected, message = partial_rejections(signal, data)
-            if rejected or message:
-                self._log_partial(signal, rejected, message)
-            return rejected
+            return self._partial.read(signal, data)
         reason = f"HTTP {status}: {_error_message(response.getheader('Content-Type', ''), data)}"
         if status in _RETRYABLE_STATUS:
             raise RetryableExportError(reason, parse_retry_after(response.getheader("Retry-After")))
         raise PermanentExportError(reason)
-
-    def _log_partial(self, signal: Signal, rejected: int, message: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._partial_last < _PARTIAL_LOG_EVERY_S:
-                return
-            self._partial_last = now
-        event(
-            self._logger,
-            logging.WARNING,
-            "backend rejected part of a request",
-            exporter=self._id,
-            signal=signal.value,
-            rejected=rejected,
-            reason=message,
-        )
 
     def close(self) -> None:
         with self._lock:

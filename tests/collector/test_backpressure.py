@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.component import Kind
+from collector.component import Kind, Signal
 from collector.processors import memory_limiter
 from collector.processors.memory_limiter import MemoryLimiterConfig, memory_limit_bytes, rss_bytes
 from collector.service import Service
@@ -168,3 +168,87 @@ def test_overload_is_refused_with_retry_and_memory_stays_under_the_limit(
     assert peak[0] < limit * MIB
     refused = sample(service, "otelcol_receiver_refused_spans_total", receiver="otlp", transport="grpc")
     assert refused == 3000 * codes["UNAVAILABLE"]
+
+
+# -- gRPC under 10x overload: refused at the intake, not queued inside grpc ----------------------------
+
+SLOW_GRPC = """
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "127.0.0.1:0"}}
+    max_concurrent_requests: 4
+exporters:
+  debug: {}
+service:
+  telemetry: {metrics: {enabled: false}, logs: {level: error}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug]}
+"""
+
+
+class _Slow:
+    """A pipeline that takes ``delay_s`` per batch (a slow exporter, without a queue in front)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.consumed = 0
+        self._lock = threading.Lock()
+
+    def consume(self, batch: object) -> None:
+        time.sleep(self.delay_s)
+        with self._lock:
+            self.consumed += 1
+
+
+def test_grpc_overload_is_refused_with_retry_info_not_queued(
+    run_service: Callable[[str], Service],
+) -> None:
+    """40 concurrent calls against 4 slots of a 0.5 s pipeline (10x): the extra calls are answered at
+    once with UNAVAILABLE + RetryInfo (max_threads defaults to max_concurrent_requests + 8, so grpc has
+    threads to run them and the intake refuses), and no call waits anywhere near its deadline."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    service = run_service(SLOW_GRPC)
+    slow = _Slow(0.5)
+    service.component(Kind.RECEIVER, "otlp").bind({Signal.TRACES: slow})
+    port, _ = receiver_ports(service)
+    payload = trace_request(1).SerializeToString()
+    outcomes: list[tuple[grpc.StatusCode, float, dict[str, bytes]]] = []
+    lock = threading.Lock()
+    with grpc_channel(port) as channel:
+        export = channel.unary_unary(TRACES_METHOD)
+        export(payload, timeout=10)  # connect first, so the burst measures the server, not the handshake
+        start = threading.Barrier(40)
+
+        def call() -> None:
+            start.wait()
+            began = time.monotonic()
+            try:
+                export(payload, timeout=10)
+                code, trailers = grpc.StatusCode.OK, {}
+            except grpc.RpcError as error:
+                code = error.code()  # type: ignore[attr-defined]
+                trailers = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+            with lock:
+                outcomes.append((code, time.monotonic() - began, trailers))
+
+        threads = [threading.Thread(target=call) for _ in range(40)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+    assert len(outcomes) == 40
+    codes = Counter(code for code, _, _ in outcomes)
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+    assert codes[grpc.StatusCode.UNAVAILABLE] >= 20, codes
+    assert 4 <= codes[grpc.StatusCode.OK] <= 20, codes
+    # Nothing hangs: the slowest call is a few pipeline delays, far from the 10 s deadline.
+    assert max(elapsed for _, elapsed, _ in outcomes) < 4.0
+    for code, elapsed, trailers in outcomes:
+        if code is grpc.StatusCode.UNAVAILABLE:
+            status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+            retry = error_details_pb2.RetryInfo()
+            assert status.code == 14 and status.details[0].Unpack(retry)
+            assert retry.retry_delay.seconds == 1  # the receiver's retry_after default
+            assert elapsed < 2.0  # refused at once, not after waiting for a slot
+    assert slow.consumed == codes[grpc.StatusCode.OK] + 1  # the warm-up call included

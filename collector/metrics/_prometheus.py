@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from collector.metrics._store import InstrumentSnapshot, MetricStore
+from collector.metrics._store import InstrumentSnapshot, MetricStore, PointSnapshot
 from otel_llm.conventions import attributes as attrs
 
 __all__ = ["format_value", "iter_samples", "label_name", "metric_family_name", "render_text", "unit_suffix"]
@@ -81,6 +81,9 @@ def label_name(key: str) -> str:
     return out
 
 
+_INSTANCE_LABEL = label_name(attrs.OTEL_LLM_INSTANCE_ID)
+
+
 def _escape_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -113,6 +116,27 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + body + "}" if body else ""
 
 
+def _family(snap: InstrumentSnapshot, namespace: str) -> str:
+    family = metric_family_name(snap.name, snap.unit, snap.kind)
+    return f"{label_name(namespace)}_{family}" if namespace else family
+
+
+def _point_labels(store: MetricStore, point: PointSnapshot, resource_labels: bool) -> list[tuple[str, str]]:
+    """A series' labels: resource attributes (optional), then its own attributes, then the instance id."""
+    pairs: dict[str, str] = {}
+    if resource_labels:
+        for key, text in store.resource_attributes(point.resource):
+            if text:
+                pairs[label_name(key)] = text
+    for key, value in point.attributes:
+        if value is None or value == "":
+            continue
+        pairs[label_name(key)] = _label_text(value)
+    if store.instance_id:
+        pairs[_INSTANCE_LABEL] = store.instance_id
+    return list(pairs.items())
+
+
 def render_text(
     store: MetricStore,
     snapshots: Sequence[InstrumentSnapshot],
@@ -126,29 +150,14 @@ def render_text(
     wins on a clash); the store keeps only a few key attributes per resource, so this stays small.
     """
     lines: list[str] = []
-    instance = store.instance_id
-    instance_label = label_name(attrs.OTEL_LLM_INSTANCE_ID)
     for snap in snapshots:
-        family = metric_family_name(snap.name, snap.unit, snap.kind)
-        if namespace:
-            family = f"{label_name(namespace)}_{family}"
+        family = _family(snap, namespace)
         prom_type = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}[snap.kind]
         lines.append(f"# HELP {family} {_escape_help(snap.description or snap.name)}")
         lines.append(f"# TYPE {family} {prom_type}")
         bounds = [format_value(b) for b in snap.buckets]
         for point in snap.points:
-            pairs: dict[str, str] = {}
-            if resource_labels:
-                for key, text in store.resource_attributes(point.resource):
-                    if text:
-                        pairs[label_name(key)] = text
-            for key, value in point.attributes:
-                if value is None or value == "":
-                    continue
-                pairs[label_name(key)] = _label_text(value)
-            if instance:
-                pairs[instance_label] = instance
-            items = list(pairs.items())
+            items = _point_labels(store, point, resource_labels)
             if snap.kind == "histogram":
                 running = 0
                 for bound, count in zip([*bounds, "+Inf"], point.bucket_counts, strict=True):
@@ -170,26 +179,11 @@ def iter_samples(
     namespace: str = "",
 ) -> Iterable[tuple[str, list[tuple[str, str]], float]]:
     """(sample name, labels without ``__name__``, value) for every sample :func:`render_text` would write."""
-    instance = store.instance_id
-    instance_label = label_name(attrs.OTEL_LLM_INSTANCE_ID)
     for snap in snapshots:
-        family = metric_family_name(snap.name, snap.unit, snap.kind)
-        if namespace:
-            family = f"{label_name(namespace)}_{family}"
+        family = _family(snap, namespace)
         bounds = [format_value(b) for b in snap.buckets]
         for point in snap.points:
-            pairs: dict[str, str] = {}
-            if resource_labels:
-                for key, text in store.resource_attributes(point.resource):
-                    if text:
-                        pairs[label_name(key)] = text
-            for key, value in point.attributes:
-                if value is None or value == "":
-                    continue
-                pairs[label_name(key)] = _label_text(value)
-            if instance:
-                pairs[instance_label] = instance
-            items = list(pairs.items())
+            items = _point_labels(store, point, resource_labels)
             if snap.kind == "histogram":
                 running = 0
                 for bound, count in zip([*bounds, "+Inf"], point.bucket_counts, strict=True):

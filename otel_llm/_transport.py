@@ -43,7 +43,25 @@ def tee_classes(module: Any) -> tuple[type[SyncTee], type[AsyncTee]]:
     return found
 
 
-def _after_send(call: LLMCall, response: Any, tee_cls: Callable[[Any, LLMCall], Any]) -> None:
+def _begin(rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | None:
+    """The call for the request `send` got, or None to call through (not an LLM call, or our fault)."""
+    try:
+        return rt.begin(args[0] if args else kwargs["request"])
+    except Exception:
+        rt.count_error("begin")
+        return None
+
+
+def _after_send(rt: Runtime, call: LLMCall, response: Any, tee_cls: Callable[[Any, LLMCall], Any]) -> None:
+    """Hands the response to `call`; never raises: a fault of ours is counted and ends the call."""
+    try:
+        _take_response(call, response, tee_cls)
+    except Exception:
+        rt.count_error("response")
+        call.end()
+
+
+def _take_response(call: LLMCall, response: Any, tee_cls: Callable[[Any, LLMCall], Any]) -> None:
     call.on_response(response.status_code, response.headers.get("content-type", ""))
     if response.is_closed:
         # `send(stream=False)` has read the whole body already.
@@ -68,11 +86,7 @@ def _sync_wrapper(rt: Runtime, tee_cls: type[SyncTee]) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        try:
-            call = rt.begin(args[0] if args else kwargs["request"])
-        except Exception:
-            rt.count_error("begin")
-            call = None
+        call = _begin(rt, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = context.attach(call.context) if call.context is not None else None
@@ -85,11 +99,7 @@ def _sync_wrapper(rt: Runtime, tee_cls: type[SyncTee]) -> Callable[..., Any]:
             raise
         if token is not None:
             context.detach(token)
-        try:
-            _after_send(call, response, tee_cls)
-        except Exception:
-            rt.count_error("response")
-            call.end()
+        _after_send(rt, call, response, tee_cls)
         return response
 
     return send
@@ -101,11 +111,7 @@ def _async_wrapper(rt: Runtime, tee_cls: type[AsyncTee]) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        try:
-            call = rt.begin(args[0] if args else kwargs["request"])
-        except Exception:
-            rt.count_error("begin")
-            call = None
+        call = _begin(rt, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         token = context.attach(call.context) if call.context is not None else None
@@ -118,11 +124,7 @@ def _async_wrapper(rt: Runtime, tee_cls: type[AsyncTee]) -> Callable[..., Any]:
             raise
         if token is not None:
             context.detach(token)
-        try:
-            _after_send(call, response, tee_cls)
-        except Exception:
-            rt.count_error("response")
-            call.end()
+        _after_send(rt, call, response, tee_cls)
         return response
 
     return send

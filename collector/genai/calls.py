@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from collector.genai.spans import GenAISpan
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["INFERENCE_OPERATIONS", "AgentCallCounter", "CallDeduplicator"]
+__all__ = ["INFERENCE_OPERATIONS", "AgentCallCounter", "CallDeduplicator", "mark_calls"]
 
 _Op = attrs.GenAiOperationNameValues
 #: Operations whose spans are model calls (deduplicated, counted as inference calls of an agent).
@@ -81,6 +81,16 @@ class _Bounded:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def mark_calls(spans: list[GenAISpan], now_ns: int, calls: CallDeduplicator, merge_duplicates: bool) -> None:
+    """Marks the spans no earlier processor marked: merged by ``calls``, or else each one its own call."""
+    if merge_duplicates:
+        calls.mark(spans, now_ns)
+    else:
+        for span in spans:
+            if span.count_call is None:
+                span.count_call = True
 
 
 class CallDeduplicator:

@@ -32,7 +32,7 @@ from collector.component import ComponentConfig, CreateSettings, Factory, Host, 
 from collector.data import Batch, TraceBatch
 from collector.durations import Duration
 from collector.errors import ComponentError
-from collector.genai.calls import INFERENCE_OPERATIONS, CallDeduplicator
+from collector.genai.calls import INFERENCE_OPERATIONS, CallDeduplicator, mark_calls
 from collector.genai.dimensions import DEFAULT_DIMENSIONS, DEFAULT_RESOURCE_KEYS, Dimensions, resource_key
 from collector.genai.prices import PriceBook, Unpriced, load_overrides
 from collector.genai.spans import GenAISpan
@@ -170,12 +170,7 @@ class CostProcessor:
     def price(self, spans: list[GenAISpan], now_ns: int) -> None:
         """Price ``spans``, add to the counters and (optionally) to the spans."""
         assert self.store is not None
-        if self.config.merge_duplicates:
-            self.calls.mark(spans, now_ns)
-        else:
-            for span in spans:
-                if span.count_call is None:
-                    span.count_call = True
+        mark_calls(spans, now_ns, self.calls, self.config.merge_duplicates)
         store = self.store
         keys = self.config.resource_keys
         annotate = self.config.span_attributes

@@ -37,7 +37,7 @@ from pydantic import Field
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from collector.data import Batch, MetricsBatch, TraceBatch
 from collector.durations import Duration
-from collector.genai.calls import INFERENCE_OPERATIONS, AgentCallCounter, CallDeduplicator
+from collector.genai.calls import INFERENCE_OPERATIONS, AgentCallCounter, CallDeduplicator, mark_calls
 from collector.genai.dimensions import DEFAULT_DIMENSIONS, DEFAULT_RESOURCE_KEYS, Dimensions, resource_key
 from collector.genai.spans import GenAISpan, retrieval_documents
 from collector.metrics import SCOPE_NAME, MetricStore, SeriesKey, shared_store
@@ -217,13 +217,8 @@ class GenAIMetricsProcessor:
     def record(self, spans: list[GenAISpan], now_ns: int) -> None:
         """Add the metrics of ``spans`` to the store (public for benchmarks and tests)."""
         assert self.store is not None
-        if self.config.merge_duplicates:
-            # Marks only spans no earlier processor (cost) marked; merged spans are counted below.
-            self.calls.mark(spans, now_ns)
-        else:
-            for span in spans:
-                if span.count_call is None:
-                    span.count_call = True
+        # Marks only spans no earlier processor (cost) marked; merged spans are counted below.
+        mark_calls(spans, now_ns, self.calls, self.config.merge_duplicates)
         store = self.store
         keys = self.config.resource_keys
         dims_of = self.dimensions.values

@@ -13,6 +13,7 @@ so a restarted collector continues its series instead of starting new ones (seri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -55,12 +56,30 @@ def instance_id(configured: str | None, worker_index: int | None) -> str:
     return base if worker_index is None else f"{base}-w{worker_index}"
 
 
+def _worker_config(config: CollectorConfig, worker_index: int) -> CollectorConfig:
+    """The config of worker ``worker_index``: its self-telemetry endpoint on port + index (port 0 stays
+    0), because every worker has its own registry and two processes cannot listen on one such port."""
+    metrics = config.service.telemetry.metrics
+    host, _, port = metrics.endpoint.rpartition(":")
+    if not metrics.enabled or not port.isdigit() or int(port) == 0:
+        return config
+    metrics = metrics.model_copy(update={"endpoint": f"{host}:{int(port) + worker_index}"})
+    telemetry = config.service.telemetry.model_copy(update={"metrics": metrics})
+    return dataclasses.replace(config, service=config.service.model_copy(update={"telemetry": telemetry}))
+
+
 def _run_one(config: CollectorConfig, worker_index: int | None) -> int:
     from collector.service import Service
+
+    if worker_index is not None:
+        config = _worker_config(config, worker_index)
 
     service = Service(config, instance_id=instance_id(config.service.instance_id, worker_index))
     # Workers share the listening ports; the receivers read this before binding.
     service.host.shared["collector.runner.reuse_port"] = worker_index is not None
+    if worker_index is not None:
+        # Endpoints that cannot be shared (the prometheus exporter's) add this to their port.
+        service.host.shared["collector.runner.worker_index"] = worker_index
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

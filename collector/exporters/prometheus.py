@@ -14,6 +14,11 @@ Names follow the OpenTelemetry-to-Prometheus rules (:mod:`collector.metrics._pro
 ``gen_ai_client_operation_duration_seconds_bucket``, ``otel_llm_cost_usd_total``. With
 ``resource_to_telemetry_conversion`` (default on) a series' resource key attributes become labels;
 the store keeps only a few (``service.name``, ``service.namespace``, ...), so this adds little.
+
+With ``service::workers`` > 1 every worker is a separate process with its own store, so each needs
+its own scrape endpoint: the runner sets ``collector.runner.worker_index`` in the host's shared
+state, and worker *i* listens on ``endpoint``'s port + *i* (9464, 9465, ...; port 0 stays 0, any
+free port). Scrape every worker; each page carries its worker's ``otel_llm_instance_id``.
 """
 
 from __future__ import annotations
@@ -45,18 +50,24 @@ from collector.metrics._prometheus import format_value
 from collector.service import split_endpoint
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["FACTORY", "PrometheusExporter", "PrometheusExporterConfig", "ReceivedMetrics"]
+__all__ = ["FACTORY", "WORKER_INDEX_KEY", "PrometheusExporter", "PrometheusExporterConfig", "ReceivedMetrics"]
 
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 # Resource attributes kept as labels on received metrics (others would fork series on restarts).
+#: Set by :mod:`collector.runner` in each worker process (0, 1, ...); absent with one process.
+WORKER_INDEX_KEY = "collector.runner.worker_index"
 _RESOURCE_LABELS = ("service.name", "service.namespace", "service.instance.id", "deployment.environment.name")
 
 
 class PrometheusExporterConfig(ComponentConfig):
     """``exporters::prometheus``."""
 
-    endpoint: str = Field("127.0.0.1:9464", description="host:port the scrape endpoint listens on.")
+    endpoint: str = Field(
+        "127.0.0.1:9464",
+        description="host:port the scrape endpoint listens on; with `service::workers` > 1 worker i "
+        "listens on port + i (port 0: any free port).",
+    )
     path: str = Field("/metrics", pattern="^/", description="HTTP path of the scrape endpoint.")
     namespace: str = Field("", description="Prefix added to every metric name (`<namespace>_`).")
     resource_to_telemetry_conversion: bool = Field(
@@ -224,6 +235,14 @@ class PrometheusExporter:
     def start(self, host: Host) -> None:
         self.store = shared_store(host)
         address, port = split_endpoint(self.config.endpoint)
+        worker = host.shared.get(WORKER_INDEX_KEY)
+        if isinstance(worker, int) and port != 0:
+            port += worker  # workers do not share this port: each serves its own store
+            if port > 65535:
+                raise ComponentError(
+                    f"exporters::{self.settings.id}: worker {worker} would listen on port {port} "
+                    f"({self.config.endpoint} + worker index), above 65535"
+                )
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -245,7 +264,7 @@ class PrometheusExporter:
             self._server = ThreadingHTTPServer((address, port), Handler)
         except OSError as exc:
             raise ComponentError(
-                f"exporters::{self.settings.id}: cannot listen on {self.config.endpoint}: {exc}"
+                f"exporters::{self.settings.id}: cannot listen on {address}:{port}: {exc}"
             ) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(

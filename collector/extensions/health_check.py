@@ -51,6 +51,7 @@ from collector.logs import event
 __all__ = ["FACTORY", "HealthCheckConfig", "HealthCheckExtension"]
 
 _STATUS_KEY = "collector.service.status"
+_WORKER_INDEX_KEY = "collector.runner.worker_index"
 _SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 _NOT_SERVING = b"\x08\x02"  # HealthCheckResponse{status: NOT_SERVING}
 _KNOWN_SERVICES = frozenset(
@@ -179,7 +180,11 @@ class HealthCheckExtension:
             if self.config.auth is not None
             else None
         )
-        address, _, port = self.config.endpoint.rpartition(":")
+        address, _, port_text = self.config.endpoint.rpartition(":")
+        port = int(port_text)
+        worker = host.shared.get(_WORKER_INDEX_KEY)
+        if isinstance(worker, int) and port != 0:
+            port += worker  # with service::workers each worker answers on its own port (13133, 13134, ...)
         extension = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -206,9 +211,9 @@ class HealthCheckExtension:
                 return
 
         try:
-            server = ThreadingHTTPServer((address.strip("[]"), int(port)), Handler)
+            server = ThreadingHTTPServer((address.strip("[]"), port), Handler)
         except OSError as exc:
-            raise ComponentError(f"health_check: cannot listen on {self.config.endpoint}: {exc}") from exc
+            raise ComponentError(f"health_check: cannot listen on {address}:{port}: {exc}") from exc
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]

@@ -42,3 +42,17 @@ def test_configured_instance_id() -> None:
 def test_instance_id_must_be_one_word(value: str) -> None:
     with pytest.raises(ConfigError, match="service::instance_id"):
         parse_config(CONFIG.format(extra=f"instance_id: {value}"), "<test>")
+
+
+def test_each_worker_gets_its_own_self_telemetry_port() -> None:
+    """Workers cannot share the self-telemetry port (one registry each): worker i uses port + i."""
+    from collector.runner import _worker_config
+
+    config = parse_config(
+        CONFIG.format(extra='telemetry: {metrics: {endpoint: "127.0.0.1:8888"}}\n  workers: 2'), "<test>"
+    )
+    assert _worker_config(config, 0).service.telemetry.metrics.endpoint == "127.0.0.1:8888"
+    assert _worker_config(config, 1).service.telemetry.metrics.endpoint == "127.0.0.1:8889"
+    assert _worker_config(config, 1).service.workers == 2
+    any_port = parse_config(CONFIG.format(extra='telemetry: {metrics: {endpoint: "127.0.0.1:0"}}'), "<test>")
+    assert _worker_config(any_port, 1).service.telemetry.metrics.endpoint == "127.0.0.1:0"

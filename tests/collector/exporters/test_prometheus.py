@@ -169,3 +169,59 @@ def test_own_derived_metrics_coming_back_are_not_served_twice(
 def test_bad_endpoint_is_a_config_problem() -> None:
     config: Any = FACTORY.config_type.model_validate({"endpoint": "nope"})
     assert config.problems() == [("endpoint", "expected host:port, got 'nope'")]
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free at the moment (the workers' ports below)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def test_each_worker_listens_on_port_plus_its_index() -> None:
+    """Workers are separate processes with separate stores: two of them cannot share one scrape port."""
+    base = _free_port_pair()
+    started = []
+    try:
+        for index in (0, 1):
+            host = make_host(f"w{index}")
+            host.shared["collector.runner.worker_index"] = index
+            settings = CreateSettings(
+                ComponentId("prometheus"), Kind.EXPORTER, logging.getLogger("t"), host.telemetry
+            )
+            config = FACTORY.config_type.model_validate({"endpoint": f"127.0.0.1:{base}"})
+            component = FACTORY.create(config, settings)
+            component.start(host)
+            started.append(component)
+            shared_store(host).counter(m.OTEL_LLM_REQUESTS, ("gen_ai.request.model",)).add(
+                ((), ("gpt-4o",)), index + 1, NOW
+            )
+        assert [c.port for c in started] == [base, base + 1]
+        for index, component in enumerate(started):
+            body = _get(component.port, "/metrics")[2]
+            assert f'otel_llm_instance_id="w{index}"}} {index + 1}' in body
+        # Port 0 stays "any free port" for every worker.
+        host = make_host("w3")
+        host.shared["collector.runner.worker_index"] = 3
+        settings = CreateSettings(
+            ComponentId("prometheus"), Kind.EXPORTER, logging.getLogger("t"), host.telemetry
+        )
+        component = FACTORY.create(FACTORY.config_type.model_validate({"endpoint": "127.0.0.1:0"}), settings)
+        component.start(host)
+        started.append(component)
+        assert component.port not in (0, 3)
+    finally:
+        for component in started:
+            component.shutdown(2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Counter, Histogram, Meter
 
 from otel_llm.conventions import metrics
 
@@ -13,41 +13,27 @@ class Instruments:
     __slots__ = ("duration", "errors", "time_per_chunk", "token_usage", "ttfc", "usage_missing")
 
     def __init__(self, meter: Meter) -> None:
-        self.duration = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_DURATION,
-            unit=metrics.GEN_AI_CLIENT_OPERATION_DURATION_UNIT,
-            description=metrics.GEN_AI_CLIENT_OPERATION_DURATION_DESCRIPTION,
-            explicit_bucket_boundaries_advisory=list(metrics.GEN_AI_CLIENT_OPERATION_DURATION_BUCKETS),
-        )
-        self.token_usage = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_TOKEN_USAGE,
-            unit=metrics.GEN_AI_CLIENT_TOKEN_USAGE_UNIT,
-            description=metrics.GEN_AI_CLIENT_TOKEN_USAGE_DESCRIPTION,
-            explicit_bucket_boundaries_advisory=list(metrics.GEN_AI_CLIENT_TOKEN_USAGE_BUCKETS),
-        )
-        self.ttfc = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
-            unit=metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_UNIT,
-            description=metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_DESCRIPTION,
-            explicit_bucket_boundaries_advisory=list(
-                metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK_BUCKETS
-            ),
-        )
-        self.time_per_chunk = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
-            unit=metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_UNIT,
-            description=metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_DESCRIPTION,
-            explicit_bucket_boundaries_advisory=list(
-                metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_BUCKETS
-            ),
-        )
-        self.usage_missing = meter.create_counter(
-            metrics.OTEL_LLM_USAGE_MISSING,
-            unit=metrics.OTEL_LLM_USAGE_MISSING_UNIT,
-            description=metrics.OTEL_LLM_USAGE_MISSING_DESCRIPTION,
-        )
-        self.errors = meter.create_counter(
-            metrics.OTEL_LLM_INSTRUMENTATION_ERRORS,
-            unit=metrics.OTEL_LLM_INSTRUMENTATION_ERRORS_UNIT,
-            description=metrics.OTEL_LLM_INSTRUMENTATION_ERRORS_DESCRIPTION,
-        )
+        self.duration = _histogram(meter, metrics.GEN_AI_CLIENT_OPERATION_DURATION)
+        self.token_usage = _histogram(meter, metrics.GEN_AI_CLIENT_TOKEN_USAGE)
+        self.ttfc = _histogram(meter, metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK)
+        self.time_per_chunk = _histogram(meter, metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK)
+        self.usage_missing = _counter(meter, metrics.OTEL_LLM_USAGE_MISSING)
+        self.errors = _counter(meter, metrics.OTEL_LLM_INSTRUMENTATION_ERRORS)
+
+
+def _histogram(meter: Meter, name: str) -> Histogram:
+    """The histogram ``name`` with the unit, description and bucket advice of the conventions."""
+    spec = metrics.METRICS[name]
+    assert spec.buckets is not None
+    return meter.create_histogram(
+        name,
+        unit=spec.unit,
+        description=spec.description,
+        explicit_bucket_boundaries_advisory=list(spec.buckets),
+    )
+
+
+def _counter(meter: Meter, name: str) -> Counter:
+    """The counter ``name`` with the unit and description of the conventions."""
+    spec = metrics.METRICS[name]
+    return meter.create_counter(name, unit=spec.unit, description=spec.description)

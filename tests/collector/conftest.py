@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 import pytest
@@ -93,6 +94,16 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0, interval_s:
             return True
         time.sleep(interval_s)
     return condition()
+
+
+def collector_subprocess(config: Path, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``python -m collector.cli collector --config config`` from the repository root, stderr to ``stderr``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "collector", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
 
 BASE = """

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,13 +27,12 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.collector.conftest import FakeBackend, free_port
+from tests.collector.conftest import FakeBackend, collector_subprocess, free_port
 
 SLOW = os.environ.get("OTEL_LLM_SLOW_TESTS") == "1"
 KILLS = 20 if SLOW else 3
 SPANS_PER_REQUEST = 4
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """
 receivers:
@@ -110,12 +108,7 @@ class Collector:
             self._log.close()
         self._log = open(self.logs / f"collector-{self.starts}.log", "wb")  # noqa: SIM115
         self.starts += 1
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "collector", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            cwd=ROOT,
-        )
+        self.process = collector_subprocess(self.config, self._log)
 
     def kill(self) -> None:
         assert self.process is not None

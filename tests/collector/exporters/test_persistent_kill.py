@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -17,6 +16,7 @@ import pytest
 from tests.collector.conftest import (
     TRACES_METHOD,
     FakeBackend,
+    collector_subprocess,
     free_port,
     grpc_channel,
     trace_request,
@@ -49,12 +49,7 @@ def collector_process(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Po
     def start(config: Path) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"collector-{len(processes)}.log", "wb")  # noqa: SIM115
         logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "collector", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=Path(__file__).resolve().parents[3],
-        )
+        process = collector_subprocess(config, log)
         processes.append(process)
         return process
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,21 +65,19 @@ def series(store: MetricStore, name: str) -> dict[tuple[tuple[str, object], ...]
     return out
 
 
-def total(store: MetricStore, name: str, where: dict[str, object] | None = None) -> float:
-    """Sum of counter values, or of histogram sums, over the points matching ``where``."""
-    result = 0.0
+def _matching(store: MetricStore, name: str, where: dict[str, object] | None) -> Iterator[Any]:
+    """Points of one metric whose attributes include every pair of ``where``."""
     for key, point in series(store, name).items():
         attributes = dict(key)
         if all(attributes.get(k) == v for k, v in (where or {}).items()):
-            result += point.total if point.count else point.value
-    return result
+            yield point
+
+
+def total(store: MetricStore, name: str, where: dict[str, object] | None = None) -> float:
+    """Sum of counter values, or of histogram sums, over the points matching ``where``."""
+    return sum((point.total if point.count else point.value for point in _matching(store, name, where)), 0.0)
 
 
 def count(store: MetricStore, name: str, where: dict[str, object] | None = None) -> int:
     """Sum of histogram counts over the points matching ``where``."""
-    result = 0
-    for key, point in series(store, name).items():
-        attributes = dict(key)
-        if all(attributes.get(k) == v for k, v in (where or {}).items()):
-            result += point.count
-    return result
+    return sum(point.count for point in _matching(store, name, where))

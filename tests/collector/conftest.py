@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -94,6 +95,18 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0, interval_s:
             return True
         time.sleep(interval_s)
     return condition()
+
+
+def post_traces(port: int, body: bytes, timeout_s: float = 5.0) -> None:
+    """POST a protobuf ``ExportTraceServiceRequest`` to ``/v1/traces`` on loopback; asserts a 200."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/traces",
+        data=body,
+        headers={"Content-Type": "application/x-protobuf"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=timeout_s) as response:
+        assert response.status == 200
 
 
 def collector_subprocess(config: Path, stderr: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,6 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from collector.configuration import parse_config
 from collector.service import Service
 from otel_llm.conventions import metrics as m
+from tests.collector.conftest import post_traces
 from tests.collector.genai.builders import S, chat_current, request
 from tests.integration.prometheus_server import free_port
 
@@ -84,14 +84,7 @@ service:
     try:
         body = request([S(chat_current()), S(chat_current())], service="otlp-app").SerializeToString()
         for _ in range(2):
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{otlp_port}/v1/traces",
-                data=body,
-                headers={"Content-Type": "application/x-protobuf"},
-                method="POST",
-            )
-            with urllib.request.urlopen(req, timeout=5) as response:
-                assert response.status == 200
+            post_traces(otlp_port, body)
             time.sleep(0.5)  # at least one export between the two requests
     finally:
         service.shutdown(5)

@@ -12,7 +12,6 @@ import http.client
 import json
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from collector.component import Kind
 from collector.configuration import parse_config
 from collector.service import Service
+from tests.collector.conftest import post_traces
 from tests.collector.quality._judge_server import JudgeServer, verdict
 from tests.collector.quality._spans import batch, chat_span
 from tests.integration.prometheus_server import PROMETHEUS, SKIP_REASON, PrometheusServer, free_port
@@ -238,17 +238,6 @@ QUALITY_ROW: list[dict[str, object]] = [
 ]
 
 
-def _post_traces(port: int, body: bytes) -> None:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/traces",
-        data=body,
-        headers={"Content-Type": "application/x-protobuf"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=5) as response:
-        assert response.status == 200
-
-
 def _post_feedback(port: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -319,7 +308,7 @@ service:
             answer = "Paris." if version == "v1" else "Paris is the capital of France, of course." * 2
             spans.append(chat_span(n, prompt_version=version, answer=answer, response_id=f"chatcmpl-{n}"))
         spans.append(chat_span(N + 1, question=None, answer=None))  # no content captured
-        _post_traces(otlp_port, batch(*spans, service="it-app").request.SerializeToString())
+        post_traces(otlp_port, batch(*spans, service="it-app").request.SerializeToString())
         reply = _post_feedback(
             feedback_port,
             [

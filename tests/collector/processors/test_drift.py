@@ -562,9 +562,7 @@ def test_answer_embedding_signal() -> None:
 
 def test_in_a_running_collector(run_service: Any, tmp_path: Path) -> None:
     """OTLP/HTTP in, drift state out through the shared metric store; references written on the way."""
-    import urllib.request
-
-    from tests.collector.conftest import receiver_ports, wait_for
+    from tests.collector.conftest import post_traces, receiver_ports, wait_for
 
     service = run_service(
         f"""
@@ -587,14 +585,7 @@ service:
     rng = np.random.default_rng(10)
 
     def send(specs: list[SpanSpec]) -> None:
-        body = request(specs).SerializeToString()
-        post = urllib.request.Request(
-            f"http://127.0.0.1:{http_port}/v1/traces",
-            data=body,
-            headers={"Content-Type": "application/x-protobuf"},
-        )
-        with urllib.request.urlopen(post, timeout=10) as response:
-            assert response.status == 200
+        post_traces(http_port, request(specs).SerializeToString(), timeout_s=10)
 
     for topic in ["billing"] * 4 + ["cooking"] * 3:
         send([SpanSpec(prompt=p, output_tokens=int(rng.poisson(50))) for p in prompts(topic, 30, rng)])

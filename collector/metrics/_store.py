@@ -134,6 +134,17 @@ class _Instrument:
         self._folded += 1
         return OVERFLOW_KEY
 
+    def _new_state(self, now_ns: int) -> list[object]:
+        raise NotImplementedError
+
+    def _state_locked(self, key: SeriesKey, now_ns: int) -> list[object]:
+        """The state for a key not in the map: its own new one, or the overflow series'. Lock held."""
+        admitted = self._admit(key, now_ns)
+        state = self._series.get(admitted)
+        if state is None:
+            state = self._series[admitted] = self._new_state(now_ns)
+        return state
+
     def _report_folded(self, now_ns: int) -> None:
         """Move the folded-point count to the store's overflow counter (after releasing the lock)."""
         folded, self._folded = self._folded, 0
@@ -160,7 +171,25 @@ class _Instrument:
         return tuple(zip(self.label_names, key[1], strict=True))
 
 
-class Counter(_Instrument):
+class _Scalar(_Instrument):
+    """One number per series (counter, gauge)."""
+
+    def _new_state(self, now_ns: int) -> list[object]:
+        # start, last, value
+        return [now_ns, now_ns, 0.0]
+
+    def snapshot(self, now_ns: int) -> InstrumentSnapshot:
+        """Copy of every series; sweeps idle ones first."""
+        with self._lock:
+            self._sweep_locked(now_ns)
+            points = tuple(
+                PointSnapshot(key[0], self._attributes(key), state[0], state[2])  # type: ignore[arg-type]
+                for key, state in self._series.items()
+            )
+        return InstrumentSnapshot(self.name, self.kind, self.unit, self.description, (), points, now_ns)
+
+
+class Counter(_Scalar):
     """A monotonic sum. Values below zero are ignored (counted nowhere: callers never send them)."""
 
     kind = "counter"
@@ -170,10 +199,7 @@ class Counter(_Instrument):
         with self._lock:
             state = self._series.get(key)
             if state is None:
-                key = self._admit(key, now_ns)
-                state = self._series.get(key)
-                if state is None:
-                    state = self._series[key] = [now_ns, now_ns, 0.0]
+                state = self._state_locked(key, now_ns)
             state[1] = now_ns
             state[2] += value  # type: ignore[operator]
         if self._folded:
@@ -186,27 +212,14 @@ class Counter(_Instrument):
             for key, value in items:
                 state = series.get(key)
                 if state is None:
-                    admitted = self._admit(key, now_ns)
-                    state = series.get(admitted)
-                    if state is None:
-                        state = series[admitted] = [now_ns, now_ns, 0.0]
+                    state = self._state_locked(key, now_ns)
                 state[1] = now_ns
                 state[2] += value  # type: ignore[operator]
         if self._folded:
             self._report_folded(now_ns)
 
-    def snapshot(self, now_ns: int) -> InstrumentSnapshot:
-        """Copy of every series; sweeps idle ones first."""
-        with self._lock:
-            self._sweep_locked(now_ns)
-            points = tuple(
-                PointSnapshot(key[0], self._attributes(key), state[0], state[2])  # type: ignore[arg-type]
-                for key, state in self._series.items()
-            )
-        return InstrumentSnapshot(self.name, self.kind, self.unit, self.description, (), points, now_ns)
 
-
-class Gauge(_Instrument):
+class Gauge(_Scalar):
     """The last value set per series."""
 
     kind = "gauge"
@@ -216,24 +229,11 @@ class Gauge(_Instrument):
         with self._lock:
             state = self._series.get(key)
             if state is None:
-                key = self._admit(key, now_ns)
-                state = self._series.get(key)
-                if state is None:
-                    state = self._series[key] = [now_ns, now_ns, 0.0]
+                state = self._state_locked(key, now_ns)
             state[1] = now_ns
             state[2] = value
         if self._folded:
             self._report_folded(now_ns)
-
-    def snapshot(self, now_ns: int) -> InstrumentSnapshot:
-        """Copy of every series; sweeps idle ones first."""
-        with self._lock:
-            self._sweep_locked(now_ns)
-            points = tuple(
-                PointSnapshot(key[0], self._attributes(key), state[0], state[2])  # type: ignore[arg-type]
-                for key, state in self._series.items()
-            )
-        return InstrumentSnapshot(self.name, self.kind, self.unit, self.description, (), points, now_ns)
 
 
 class Histogram(_Instrument):
@@ -273,10 +273,7 @@ class Histogram(_Instrument):
             for key, value in items:
                 state = series.get(key)
                 if state is None:
-                    admitted = self._admit(key, now_ns)
-                    state = series.get(admitted)
-                    if state is None:
-                        state = series[admitted] = self._new_state(now_ns)
+                    state = self._state_locked(key, now_ns)
                 state[1] = now_ns
                 state[2] += 1  # type: ignore[operator]
                 state[3] += value  # type: ignore[operator]

@@ -242,7 +242,7 @@ def _post_feedback(port: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request(
-            "POST", "/v1/feedback", body=json.dumps(items), headers={"Authorization": "Bearer it-token"}
+            "POST", "/v1/feedback", body=json.dumps(items), headers={"Authorization": "Bearer it-feedback-token-0123"}
         )
         response = conn.getresponse()
         assert response.status == 202
@@ -287,7 +287,7 @@ processors:
 extensions:
   feedback:
     endpoint: "127.0.0.1:0"
-    auth: {{tokens: [it-token]}}
+    auth: {{tokens: [it-feedback-token-0123]}}
     refresh_interval: 200ms
     join_window: 1s
 exporters:

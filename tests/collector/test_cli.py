@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,27 @@ def test_console_script_without_traceback() -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_commented_opt_in_processors_of_the_default_config_are_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The opt-in examples in config/collector.yaml stay valid when uncommented and put in the pipeline."""
+    lines = []
+    for line in (ROOT / "config" / "collector.yaml").read_text().splitlines():
+        if match := re.match(r"^  # (pii|quality|judge|drift|anomaly)(:.*)$", line):
+            line = f"  {match.group(1)}{match.group(2)}"
+        elif match := re.match(r"^  #   (.*)$", line):
+            line = f"    {match.group(1)}"
+        lines.append(line)
+    text = "\n".join(lines)
+    old = "processors: [memory_limiter, genai_metrics, cost]"
+    assert old in text
+    text = text.replace(
+        old, "processors: [memory_limiter, pii, genai_metrics, cost, quality, judge, drift, anomaly]"
+    )
+    full = tmp_path / "full.yaml"
+    full.write_text(text)
+    monkeypatch.setenv("OTEL_LLM_PII_HASH_KEY", "0123456789abcdef0123")
+    monkeypatch.chdir(ROOT)  # rules_dir is relative to the repository
+    assert main(["validate-config", str(full)]) == 0, capsys.readouterr().err

@@ -287,10 +287,16 @@ class ThresholdDetector:
 
 
 @dataclass(slots=True)
-class _EwmaState:
+class _Moments:
+    """A sample count with a running mean and variance, learnt by :func:`_welford` and :func:`_ewma`."""
+
     n: int = 0
     mean: float = 0.0
     var: float = 0.0
+
+
+@dataclass(slots=True)
+class _EwmaState(_Moments):
     alarm: bool = False
 
 
@@ -329,14 +335,25 @@ class EwmaDetector:
 
 
 def _ewma_learn(state: _EwmaState, value: float, alpha: float, *, warm: bool) -> None:
-    state.n += 1
     if warm:
         # During warm-up use the running mean and variance (Welford): an EWMA started from one sample
         # would underestimate sigma and fire on the first ordinary sample after warm-up.
-        delta = value - state.mean
-        state.mean += delta / state.n
-        state.var += (delta * (value - state.mean) - state.var) / state.n
+        _welford(state, value)
         return
+    state.n += 1
+    _ewma(state, value, alpha)
+
+
+def _welford(state: _Moments, value: float) -> None:
+    """Count ``value`` into the running (Welford) mean and variance."""
+    state.n += 1
+    delta = value - state.mean
+    state.mean += delta / state.n
+    state.var += (delta * (value - state.mean) - state.var) / state.n
+
+
+def _ewma(state: _Moments, value: float, alpha: float) -> None:
+    """Move the mean and variance towards ``value`` by ``alpha``; the count is the caller's."""
     delta = value - state.mean
     state.mean += alpha * delta
     state.var = (1 - alpha) * (state.var + alpha * delta * delta)
@@ -462,10 +479,7 @@ class RatioDetector:
 
 
 @dataclass(slots=True)
-class _CusumState:
-    n: int = 0
-    mean: float = 0.0
-    var: float = 0.0
+class _CusumState(_Moments):
     high: float = 0.0
     low: float = 0.0
     alarm: bool = False
@@ -489,10 +503,7 @@ class CusumDetector:
                 return _NOT_READY
             value = math.log(value)
         if state.n < c.warmup:
-            state.n += 1
-            delta = value - state.mean
-            state.mean += delta / state.n
-            state.var += (delta * (value - state.mean) - state.var) / state.n
+            _welford(state, value)
             return _NOT_READY
         sigma = _sigma_floor(math.sqrt(state.var), state.mean, c.min_sigma_ratio)
         z = (value - state.mean) / sigma
@@ -511,9 +522,7 @@ class CusumDetector:
             # counts (learning only from samples with a zero sum would bias the mean low), clipped to
             # 2 sigma so one outlier moves it little; a real shift alarms before it is absorbed.
             clipped = min(max(value, state.mean - 2 * sigma), state.mean + 2 * sigma)
-            delta = clipped - state.mean
-            state.mean += c.baseline_alpha * delta
-            state.var = (1 - c.baseline_alpha) * (state.var + c.baseline_alpha * delta * delta)
+            _ewma(state, clipped, c.baseline_alpha)
         return Assessment(True, breach, clear, critical, score, baseline)
 
 

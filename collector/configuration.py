@@ -57,6 +57,21 @@ class LogsSettings(ComponentConfig):
     )
 
 
+class OtlpSelfTelemetrySettings(ComponentConfig):
+    """``service::telemetry::metrics::otlp``: push the collector's own metrics over OTLP/HTTP."""
+
+    endpoint: str = Field(
+        description="OTLP/HTTP metrics URL, e.g. `http://127.0.0.1:4318/v1/metrics` (protobuf is sent)."
+    )
+    interval: Duration = Field(60.0, gt=0, description="How often the metrics are pushed.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (e.g. a token).")
+
+    def problems(self) -> list[tuple[str, str]]:
+        if not self.endpoint.startswith(("http://", "https://")):
+            return [("endpoint", f"expected an http:// or https:// URL, got {self.endpoint!r}")]
+        return []
+
+
 class MetricsSettings(ComponentConfig):
     """``service::telemetry::metrics``: where the collector exposes its own metrics."""
 
@@ -64,6 +79,13 @@ class MetricsSettings(ComponentConfig):
     endpoint: str = Field(
         "127.0.0.1:8888", description="host:port of the self-telemetry scrape endpoint (`/metrics`)."
     )
+    otlp: OtlpSelfTelemetrySettings | None = Field(
+        None, description="Also push the collector's own metrics over OTLP/HTTP (unset: don't)."
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        # The loader calls problems() on the top-level model only; nested settings report through it.
+        return [] if self.otlp is None else [(f"otlp::{key}", msg) for key, msg in self.otlp.problems()]
 
 
 class TelemetrySettings(ComponentConfig):
@@ -71,6 +93,9 @@ class TelemetrySettings(ComponentConfig):
 
     logs: LogsSettings = Field(default_factory=LogsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"metrics::{key}", msg) for key, msg in self.metrics.problems()]
 
 
 class PipelineSettings(ComponentConfig):
@@ -103,6 +128,9 @@ class ServiceSettings(ComponentConfig):
         "restart continues the same Prometheus series. Default: the hostname (the pod name under a "
         "StatefulSet); with `workers` > 1 each worker appends `-w<index>` (to the default or this value).",
     )
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"telemetry::{key}", msg) for key, msg in self.telemetry.problems()]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from collector._self_otlp import SelfTelemetryPusher
 from collector.component import Component, Consumer, CreateSettings, Host, Kind, Signal
 from collector.configuration import CollectorConfig, ComponentSpec
 from collector.errors import ComponentError
@@ -68,6 +69,7 @@ class Service:
         self.logger = get_logger("service")
         self._built = _Built()
         self._metrics_server: Any = None
+        self._self_pusher: SelfTelemetryPusher | None = None
         self._stopped = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._build()
@@ -154,6 +156,15 @@ class Service:
 
     def _start_self_metrics(self) -> None:
         settings = self.config.service.telemetry.metrics
+        if settings.otlp is not None:
+            self._self_pusher = SelfTelemetryPusher(
+                self.telemetry.registry,
+                settings.otlp.endpoint,
+                settings.otlp.interval,
+                settings.otlp.headers,
+                self.instance_id,
+            )
+            self._self_pusher.start()
         if not settings.enabled:
             return
         host, port = split_endpoint(settings.endpoint)
@@ -166,6 +177,9 @@ class Service:
         self._metrics_server = server
 
     def _stop_self_metrics(self) -> None:
+        if self._self_pusher is not None:
+            self._self_pusher.shutdown(5.0)
+            self._self_pusher = None
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -34,6 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from pydantic import Field
 
+from collector import _httpserver
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from collector.data import Batch, MetricsBatch
 from collector.durations import Duration
@@ -260,17 +261,12 @@ class PrometheusExporter:
             def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
                 return
 
-        try:
-            self._server = ThreadingHTTPServer((address, port), Handler)
-        except OSError as exc:
-            raise ComponentError(
-                f"exporters::{self.settings.id}: cannot listen on {address}:{port}: {exc}"
-            ) from exc
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"prometheus[{self.settings.id}]", daemon=True
+        self._server = _httpserver.bind(
+            lambda: ThreadingHTTPServer((address, port), Handler),
+            f"exporters::{self.settings.id}",
+            f"{address}:{port}",
         )
-        self._thread.start()
+        self._thread = _httpserver.serve(self._server, f"prometheus[{self.settings.id}]")
 
     def render(self) -> str:
         """The exposition page: derived metrics, then received ones."""
@@ -298,8 +294,7 @@ class PrometheusExporter:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        _httpserver.stop(server)
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None

@@ -40,10 +40,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from collector import _httpserver
 from collector.auth import AccessControl, Decision, FeedbackAccessConfig, Scope, ScopedAuthenticator
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind
 from collector.durations import Duration
-from collector.errors import ComponentError
 from collector.metrics import MetricStore, shared_store
 from collector.quality import _labels as names
 from collector.quality._feedback import FeedbackIndex, FeedbackRequest
@@ -216,33 +216,25 @@ class FeedbackExtension:
         )
         host.shared[names.FEEDBACK_INDEX_KEY] = self.index
         bind_host, _, port = self.config.endpoint.rpartition(":")
-        try:
-            server = _Server((bind_host.strip("[]"), int(port)), _Handler)
-        except OSError as exc:
-            raise ComponentError(
-                f"extensions::feedback: cannot listen on {self.config.endpoint}: {exc}"
-            ) from exc
+        server = _httpserver.bind(
+            lambda: _Server((bind_host.strip("[]"), int(port)), _Handler),
+            "extensions::feedback",
+            self.config.endpoint,
+        )
         server.extension = self
         self._server = server
         self.address = (str(server.server_address[0]), int(server.server_address[1]))
         self._stop.clear()
-        self._threads = [
-            threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="feedback-http"
-            ),
-            threading.Thread(target=self._housekeeping, name="feedback-housekeeping"),
-        ]
-        for thread in self._threads:
-            thread.daemon = True
-            thread.start()
+        housekeeping = threading.Thread(target=self._housekeeping, name="feedback-housekeeping", daemon=True)
+        self._threads = [_httpserver.serve(server, "feedback-http", poll_interval=0.2), housekeeping]
+        housekeeping.start()
 
     def shutdown(self, timeout_s: float) -> None:
         """Stop listening and the housekeeping thread; count pending feedback as unjoined after a last sweep."""
         self._stop.set()
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            _httpserver.stop(server)
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 from pydantic import Field
 
+from collector import _httpserver
 from collector.auth import (
     AccessControl,
     AdminAccessConfig,
@@ -45,7 +46,6 @@ from collector.auth import (
     peer_is_loopback,
 )
 from collector.component import ComponentConfig, CreateSettings, Factory, Host, Kind
-from collector.errors import ComponentError
 from collector.logs import event
 
 __all__ = ["FACTORY", "HealthCheckConfig", "HealthCheckExtension"]
@@ -210,17 +210,14 @@ class HealthCheckExtension:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        try:
-            server = ThreadingHTTPServer((address.strip("[]"), port), Handler)
-        except OSError as exc:
-            raise ComponentError(f"health_check: cannot listen on {address}:{port}: {exc}") from exc
-        server.daemon_threads = True
+        server = _httpserver.bind(
+            lambda: ThreadingHTTPServer((address.strip("[]"), port), Handler),
+            "health_check",
+            f"{address}:{port}",
+        )
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="health-check", daemon=True
-        )
-        self._thread.start()
+        self._thread = _httpserver.serve(server, "health-check", poll_interval=0.2)
         event(
             self._logger,
             logging.INFO,
@@ -232,8 +229,7 @@ class HealthCheckExtension:
     def shutdown(self, timeout_s: float) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            _httpserver.stop(server)
         if self._thread is not None:
             self._thread.join(max(timeout_s, 0.1))
             self._thread = None

@@ -27,6 +27,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
 
+from collector import _httpserver
 from collector.auth import ScopedAuthenticator
 from collector.component import Signal
 from collector.errors import ComponentError
@@ -242,13 +243,7 @@ class HttpTransport:
             raise ComponentError(f"cannot listen on {host}:{port} (HTTP): {exc}") from exc
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name=f"otlp-http-{intake.receiver_id}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = _httpserver.serve(server, f"otlp-http-{intake.receiver_id}", poll_interval=0.2)
         event(
             self.logger,
             logging.INFO,
@@ -265,8 +260,7 @@ class HttpTransport:
         """Close the listening socket; connections already open keep being served."""
         server = self._server
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            _httpserver.stop(server)
             if self._thread is not None:
                 self._thread.join(2.0)
 

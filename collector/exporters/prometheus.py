@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -47,7 +46,7 @@ from collector.metrics import (
     render_text,
     shared_store,
 )
-from collector.metrics._prometheus import format_value
+from collector.metrics._prometheus import format_labels, format_value, histogram_lines
 from collector.service import split_endpoint
 from otel_llm.conventions import attributes as attrs
 
@@ -187,15 +186,12 @@ class ReceivedMetrics:
                 lines.append(f"# TYPE {family} {prom_kind}")
                 for labels, state in series:
                     if prom_kind == "histogram":
-                        running = 0
-                        bounds = [format_value(b) for b in state[3]] + ["+Inf"]
-                        for bound, count in zip(bounds, state[4], strict=False):
-                            running += count
-                            lines.append(f"{family}_bucket{_fmt([*labels, ('le', bound)])} {running}")
-                        lines.append(f"{family}_sum{_fmt(labels)} {format_value(state[2])}")
-                        lines.append(f"{family}_count{_fmt(labels)} {state[1]}")
+                        bounds = [format_value(b) for b in state[3]]
+                        lines += histogram_lines(
+                            family, labels, bounds, state[4], state[2], state[1], strict=False
+                        )
                     else:
-                        lines.append(f"{family}{_fmt(labels)} {format_value(state[1])}")
+                        lines.append(f"{family}{format_labels(labels)} {format_value(state[1])}")
         return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -207,14 +203,6 @@ def _from_instance(metric: Any, instance: str) -> bool:
             if kv.key == attrs.OTEL_LLM_INSTANCE_ID:
                 return bool(kv.value.string_value == instance)
     return False
-
-
-def _fmt(pairs: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(
-        '{}="{}"'.format(k, v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"'))
-        for k, v in pairs
-    )
-    return "{" + body + "}" if body else ""
 
 
 class PrometheusExporter:

@@ -111,9 +111,35 @@ def _label_text(value: object) -> str:
     return str(value)
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+def format_labels(pairs: Iterable[tuple[str, str]]) -> str:
+    """``{k="v",...}`` with the values escaped; empty for no labels."""
     body = ",".join(f'{k}="{_escape_value(v)}"' for k, v in pairs)
     return "{" + body + "}" if body else ""
+
+
+def histogram_lines(
+    family: str,
+    labels: Sequence[tuple[str, str]],
+    bounds: Sequence[str],
+    bucket_counts: Iterable[int],
+    total: float,
+    count: int,
+    *,
+    strict: bool = True,
+) -> list[str]:
+    """The ``_bucket`` (cumulative, ending at ``+Inf``), ``_sum`` and ``_count`` lines of one series.
+
+    ``bounds`` are the finite bounds, already formatted. With ``strict=False`` a count list longer or
+    shorter than the bounds is cut to the shorter (received data); otherwise a mismatch raises.
+    """
+    lines: list[str] = []
+    running = 0
+    for bound, bucket in zip([*bounds, "+Inf"], bucket_counts, strict=strict):
+        running += bucket
+        lines.append(f"{family}_bucket{format_labels([*labels, ('le', bound)])} {running}")
+    lines.append(f"{family}_sum{format_labels(labels)} {format_value(total)}")
+    lines.append(f"{family}_count{format_labels(labels)} {count}")
+    return lines
 
 
 def _family(snap: InstrumentSnapshot, namespace: str) -> str:
@@ -159,14 +185,9 @@ def render_text(
         for point in snap.points:
             items = _point_labels(store, point, resource_labels)
             if snap.kind == "histogram":
-                running = 0
-                for bound, count in zip([*bounds, "+Inf"], point.bucket_counts, strict=True):
-                    running += count
-                    lines.append(f"{family}_bucket{_labels([*items, ('le', bound)])} {running}")
-                lines.append(f"{family}_sum{_labels(items)} {format_value(point.total)}")
-                lines.append(f"{family}_count{_labels(items)} {point.count}")
+                lines += histogram_lines(family, items, bounds, point.bucket_counts, point.total, point.count)
             else:
-                lines.append(f"{family}{_labels(items)} {format_value(point.value)}")
+                lines.append(f"{family}{format_labels(items)} {format_value(point.value)}")
     lines.append("")
     return "\n".join(lines)
 

@@ -410,17 +410,7 @@ class Evaluator:
             merged = {key: self.aggregator.window(key, end, window) for key in keys}
             return {key: bucket for key, bucket in merged.items() if bucket is not None}
         positions = [list(self.group_by).index(d) for d in rule.group_by if d in self.group_by]
-        out: dict[GroupKey, Any] = {}
-        for key in keys:
-            bucket = self.aggregator.window(key, end, window)
-            if bucket is None:
-                continue
-            sub = tuple(key[i] for i in positions)
-            if sub in out:
-                out[sub].merge(bucket)
-            else:
-                out[sub] = bucket
-        return out
+        return self.aggregator.rolled_up(keys, positions, end, window)
 
     def firing(self) -> list[tuple[str, Mapping[str, str], AlertState, str]]:
         """Open alerts: (rule, group labels, state, severity)."""

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -365,6 +365,31 @@ class SignalAggregator:
             if begin <= start < end:
                 merged.merge(bucket)
         return merged
+
+    def rolled_up(
+        self,
+        keys: Iterable[GroupKey],
+        positions: Sequence[int],
+        end: float,
+        window_s: float,
+        *,
+        skip_empty: bool = False,
+    ) -> dict[GroupKey, Bucket]:
+        """The windows of ``keys`` (see :meth:`window`) merged by the key parts at ``positions``.
+
+        Unknown groups are left out, and with ``skip_empty`` groups without a sample in the window.
+        """
+        out: dict[GroupKey, Bucket] = {}
+        for key in keys:
+            bucket = self.window(key, end, window_s)
+            if bucket is None or (skip_empty and bucket.count == 0):
+                continue
+            sub = tuple(key[i] for i in positions)
+            if sub in out:
+                out[sub].merge(bucket)
+            else:
+                out[sub] = bucket
+        return out
 
     def expire(self, before: float) -> list[GroupKey]:
         """Forget groups not seen since ``before``; returns them."""

@@ -660,16 +660,10 @@ class AnomalyProcessor:
             return
         end = evaluator.aggregator.open_start
         positions = [i for i, d in enumerate(self.config.group_by) if d in (_SERVICE, _MODEL)]
-        merged: dict[GroupKey, Any] = {}
-        for key in evaluator.aggregator.group_keys():
-            bucket = evaluator.aggregator.window(key, end, settings.window)
-            if bucket is None or bucket.count == 0:
-                continue
-            sub = tuple(key[i] for i in positions)
-            if sub in merged:
-                merged[sub].merge(bucket)
-            else:
-                merged[sub] = bucket
+        aggregator = evaluator.aggregator
+        merged = aggregator.rolled_up(
+            aggregator.group_keys(), positions, end, settings.window, skip_empty=True
+        )
         labels = [self._labels[i] for i in positions]
         scores: dict[GroupKey, float] = {}
         for key, bucket in merged.items():

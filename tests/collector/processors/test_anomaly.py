@@ -463,18 +463,24 @@ def _minute(processor: AnomalyProcessor, minute: int, error: bool) -> None:
     )
 
 
-def test_state_file_carries_a_firing_alert_over_a_restart(tmp_path: Path, endpoints: Recorder) -> None:
+def _with_state(tmp_path: Path, state: Path, endpoints: Recorder) -> tuple[Path, dict[str, Any]]:
+    """A rules folder holding ERRORS_RULE, and a config keeping alert state in ``state``, paging ``/hook``."""
     folder = tmp_path / "alerts"
     folder.mkdir()
     (folder / "errors.yaml").write_text(ERRORS_RULE)
-    state = tmp_path / "state" / "alerts.json"
-    state.parent.mkdir()
     config = {
         "rules_dir": str(folder),
         "state_file": str(state),
         "webhooks": [{"url": endpoints.url + "/hook"}],
         "reload_interval": "0s",
     }
+    return folder, config
+
+
+def test_state_file_carries_a_firing_alert_over_a_restart(tmp_path: Path, endpoints: Recorder) -> None:
+    state = tmp_path / "state" / "alerts.json"
+    state.parent.mkdir()
+    _, config = _with_state(tmp_path, state, endpoints)
 
     first = build(config)
     first.start(make_host())
@@ -517,16 +523,8 @@ def test_state_file_carries_a_firing_alert_over_a_restart(tmp_path: Path, endpoi
 def test_state_file_resolves_alerts_of_a_removed_rule_and_survives_garbage(
     tmp_path: Path, endpoints: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = tmp_path / "alerts"
-    folder.mkdir()
-    (folder / "errors.yaml").write_text(ERRORS_RULE)
     state = tmp_path / "alerts.json"
-    config = {
-        "rules_dir": str(folder),
-        "state_file": str(state),
-        "webhooks": [{"url": endpoints.url + "/hook"}],
-        "reload_interval": "0s",
-    }
+    folder, config = _with_state(tmp_path, state, endpoints)
     first = build(config)
     first.start(make_host())
     try:

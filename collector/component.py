@@ -20,6 +20,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -96,6 +97,15 @@ class ComponentConfig(BaseModel):
     def problems(self) -> list[tuple[str, str]]:
         """Cross-field problems; empty when the config is usable."""
         return []
+
+    def missing_files(self, *keys: str) -> list[tuple[str, str]]:
+        """For ``problems()``: ``(key, "no such file: <path>")`` for each of ``keys`` set to a path that is not a file."""
+        out: list[tuple[str, str]] = []
+        for key in keys:
+            value = getattr(self, key)
+            if value is not None and not Path(value).is_file():
+                out.append((key, f"no such file: {value}"))
+        return out
 
 
 class Component(Protocol):

@@ -109,11 +109,7 @@ class ClientTLSSettings(ComponentConfig):
         out: list[tuple[str, str]] = []
         if (self.cert_file is None) != (self.key_file is None):
             out.append(("cert_file", "cert_file and key_file go together"))
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(self, key)
-            if value is not None and not Path(value).is_file():
-                out.append((key, f"no such file: {value}"))
-        return out
+        return out + self.missing_files("ca_file", "cert_file", "key_file")
 
 
 class ExporterConfig(ComponentConfig):

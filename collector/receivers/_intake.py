@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -102,12 +101,7 @@ class ServerTLSSettings(ComponentConfig):
     )
 
     def problems(self) -> list[tuple[str, str]]:
-        out = []
-        for key in ("cert_file", "key_file", "client_ca_file"):
-            value = getattr(self, key)
-            if value is not None and not Path(value).is_file():
-                out.append((key, f"no such file: {value}"))
-        return out
+        return self.missing_files("cert_file", "key_file", "client_ca_file")
 
 
 class OutcomeKind(Enum):

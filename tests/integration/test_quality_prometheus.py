@@ -242,7 +242,10 @@ def _post_feedback(port: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request(
-            "POST", "/v1/feedback", body=json.dumps(items), headers={"Authorization": "Bearer it-feedback-token-0123"}
+            "POST",
+            "/v1/feedback",
+            body=json.dumps(items),
+            headers={"Authorization": "Bearer it-feedback-token-0123"},
         )
         response = conn.getresponse()
         assert response.status == 202

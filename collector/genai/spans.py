@@ -14,7 +14,6 @@ GenAI spans and only for the keys processors use.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otel_llm.conventions import attributes as attrs
 
-__all__ = ["GenAISpan", "any_value", "extract_genai_spans", "iter_spans", "retrieval_documents"]
+__all__ = ["GenAISpan", "any_value", "extract_genai_spans", "retrieval_documents"]
 
 # OpenInference (Arize Phoenix) names; a different convention family, so not in our generated registry.
 _OI_SPAN_KIND = "openinference.span.kind"
@@ -323,16 +322,6 @@ class GenAISpan:
         if value is None:
             value = self.resource_attributes.get(key)
         return None if value is None else any_value(value)
-
-
-def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Resource, str, Span]]:
-    """Every span of the request with its resource and scope name."""
-    for resource_spans in request.resource_spans:
-        resource = resource_spans.resource
-        for scope_spans in resource_spans.scope_spans:
-            scope_name = scope_spans.scope.name
-            for span in scope_spans.spans:
-                yield resource, scope_name, span
 
 
 def extract_genai_spans(request: ExportTraceServiceRequest) -> list[GenAISpan]:

@@ -5,8 +5,9 @@ its loopback stand-in server, its driver (`run_bench.main`: fresh client process
 reversed every other repetition, a baseline run before and after every configuration run, paired
 overhead, runs repeated when other processes were busy) and its client (`bench_client.main`: same SDK
 providers with counting exporters, same calls, CPU time per call). We only add the `otel-llm`
-configuration (`client.py`) and, afterwards, the ratio table and the per-chunk measurement
-(`per_chunk.py`).
+configuration (`client.py`) and, afterwards, the ratio table, the per-chunk measurement
+(`per_chunk.py`) and the paired in-process measurement (`paired.py`: every configuration and an
+SDK-only floor taking turns in one process, which gives much tighter ratios on a busy machine).
 
 Setup (once): `--setup` creates the benchmark venv (default /tmp/bench-venv, never the project's
 venv) from the harness's `requirements-openai3.txt`: openai 3.54 on httpx2,
@@ -17,6 +18,9 @@ repository through PYTHONPATH.
 Example (a few minutes on the 2-core machine):
 
     python bench/instrumentation/run.py --setup --reps 2 --calls 300 --stream-calls 150 --warmup 50
+
+`--paired-only` skips the fresh-process runs (about two minutes in all); `--no-paired` skips the
+paired one; `--paired-rounds N` sets its number of rounds.
 """
 
 from __future__ import annotations
@@ -93,6 +97,23 @@ def per_chunk(python: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def paired(python: str, rounds: int) -> dict[str, Any]:
+    """Runs `paired.py` (its table goes to our stdout) and returns its results."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
+    done = subprocess.run(
+        [python, str(HERE / "paired.py"), "--rounds", str(rounds), "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=3600,
+        check=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]))
+    return dict(json.loads(lines[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +123,11 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["none", "otel-llm", *PEERS])
     parser.add_argument("--out", type=Path, default=None, help="keep the raw JSON here")
     parser.add_argument("--no-per-chunk", action="store_true")
+    parser.add_argument("--no-paired", action="store_true", help="skip the paired in-process measurement")
+    parser.add_argument(
+        "--paired-only", action="store_true", help="only the paired measurement (and per-chunk)"
+    )
+    parser.add_argument("--paired-rounds", type=int, default=40)
     args, harness_args = parser.parse_known_args()
     if args.setup:
         setup(args.venv)
@@ -113,6 +139,13 @@ def main() -> None:
     import run_bench
 
     out = args.out or Path(tempfile.mkdtemp(prefix="otel-llm-bench-")) / "results.json"
+    if args.paired_only:
+        data: dict[str, Any] = {"paired": paired(python, args.paired_rounds)}
+        if not args.no_per_chunk:
+            data["per_chunk"] = print_per_chunk(python)
+        out.write_text(json.dumps(data, indent=1))
+        print(f"\nraw results: {out}")
+        return
     run_bench.run_client = run_client
     sys.argv = [
         "run_bench.py",
@@ -142,18 +175,24 @@ def main() -> None:
             print(
                 f"| {label}, {what} overhead (us) | {ours:+,.0f} | {best} {peers[best]:+,.0f} | {ratio:.2f} |"
             )
+    data = json.loads(out.read_text())
     if not args.no_per_chunk:
-        chunk = per_chunk(python)
-        print(
-            f"\notel-llm per streamed chunk (CPU, slope between 20- and 200-chunk streams): "
-            f"{chunk['per_chunk_us']:.2f} us; fixed per stream (span + metrics): {chunk['per_stream_fixed_us']:.0f} us,"
-            f" {chunk['fixed_over_sdk_floor']:.2f} x the SDK's own cost for that span and those metric records"
-            f" ({chunk['sdk_floor_us']:.0f} us)"
-        )
-        data = json.loads(out.read_text())
-        data["per_chunk"] = chunk
-        out.write_text(json.dumps(data, indent=1))
+        data["per_chunk"] = print_per_chunk(python)
+    if not args.no_paired:
+        data["paired"] = paired(python, args.paired_rounds)
+    out.write_text(json.dumps(data, indent=1))
     print(f"\nraw results: {out}")
+
+
+def print_per_chunk(python: str) -> dict[str, Any]:
+    chunk = per_chunk(python)
+    print(
+        f"\notel-llm per streamed chunk (CPU, slope between 20- and 200-chunk streams): "
+        f"{chunk['per_chunk_us']:.2f} us; fixed per stream (span + metrics): {chunk['per_stream_fixed_us']:.0f} us,"
+        f" {chunk['fixed_over_sdk_floor']:.2f} x the SDK's own cost for that span and those metric records"
+        f" ({chunk['sdk_floor_us']:.0f} us)"
+    )
+    return chunk
 
 
 if __name__ == "__main__":

@@ -35,18 +35,21 @@ class Settings:
     host_map: Mapping[str, str] = field(default_factory=dict)
     native_spans: NativeSpans = NativeSpans.COMPLETE
     time_per_output_chunk: bool = False
+    # Derived from the fields above once, here, because every call reads them (plain attributes are
+    # cheaper to read than properties on the per-call path).
+    content_on_span: bool = field(init=False)
+    content_in_event: bool = field(init=False)
+    capture_content: bool = field(init=False)
 
-    @property
-    def content_on_span(self) -> bool:
-        return self.content_mode in (ContentMode.SPAN_ONLY, ContentMode.SPAN_AND_EVENT)
-
-    @property
-    def content_in_event(self) -> bool:
-        return self.emit_event and self.content_mode in (ContentMode.EVENT_ONLY, ContentMode.SPAN_AND_EVENT)
-
-    @property
-    def capture_content(self) -> bool:
-        return self.content_on_span or self.content_in_event
+    def __post_init__(self) -> None:
+        on_span = self.content_mode in (ContentMode.SPAN_ONLY, ContentMode.SPAN_AND_EVENT)
+        in_event = self.emit_event and self.content_mode in (
+            ContentMode.EVENT_ONLY,
+            ContentMode.SPAN_AND_EVENT,
+        )
+        object.__setattr__(self, "content_on_span", on_span)
+        object.__setattr__(self, "content_in_event", in_event)
+        object.__setattr__(self, "capture_content", on_span or in_event)
 
 
 def _flag(value: str | None) -> bool | None:

@@ -77,13 +77,13 @@ def recognise(
     if found is None:
         return None
     api, operation = found
-    ua = headers.get("user-agent", "")
-    if api == ANTHROPIC_MESSAGES and not (
-        "anthropic-version" in headers
-        or ua.startswith(("Anthropic", "AsyncAnthropic"))
-        or "anthropic" in host
-    ):
-        return None
+    # Header lookups are among the dearest steps here (httpx scans its header list for each), so the
+    # user-agent is read only when the host alone does not settle the question.
+    ua: str | None = None
+    if api == ANTHROPIC_MESSAGES and "anthropic" not in host and "anthropic-version" not in headers:
+        ua = headers.get("user-agent", "")
+        if not ua.startswith(("Anthropic", "AsyncAnthropic")):
+            return None
     provider = None
     if host_map:
         provider = host_map.get(f"{host}:{port}") if port is not None else None
@@ -97,6 +97,8 @@ def recognise(
         else:
             provider = KNOWN_HOSTS.get(host)
     if provider is None:
+        if ua is None:
+            ua = headers.get("user-agent", "")
         if ua.startswith(("OpenAI/", "AsyncOpenAI/", "AzureOpenAI/", "AsyncAzureOpenAI/")):
             provider = "openai"
         elif ua.startswith(("Anthropic/", "AsyncAnthropic/")):

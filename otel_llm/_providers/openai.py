@@ -37,50 +37,94 @@ def _stop(value: Any) -> list[str] | None:
     return None
 
 
+# Chat, legacy completions and embeddings: request fields whose number goes straight into an attribute.
+_NUMBER_FIELDS = {
+    "max_tokens": names.GEN_AI_REQUEST_MAX_TOKENS,
+    "seed": names.GEN_AI_REQUEST_SEED,
+    "frequency_penalty": names.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": names.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "temperature": names.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": names.GEN_AI_REQUEST_TOP_P,
+}
+# ... and the fields that need more than that.
+_OTHER_FIELDS = frozenset(
+    {
+        "max_completion_tokens",
+        "n",
+        "stop",
+        "reasoning_effort",
+        "response_format",
+        "service_tier",
+        "encoding_format",
+        "dimensions",
+    }
+)
+
+
 def request_attributes(api: str, body: JSON, attrs: dict[str, Any]) -> None:
     """Adds the recommended request attributes of `body` (already decoded) to `attrs`."""
     if not isinstance(body, dict):
         return
-    g = body.get
     if api == RESPONSES:
-        _number(attrs, names.GEN_AI_REQUEST_MAX_TOKENS, g("max_output_tokens"))
-        effort = get(body, "reasoning", "effort")
-        if isinstance(effort, str):
-            attrs[names.GEN_AI_REQUEST_REASONING_LEVEL] = effort
-        prev = g("previous_response_id")
-        if isinstance(prev, str):
-            attrs[names.GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID] = prev
-        conv = g("conversation")
-        conv = conv.get("id") if isinstance(conv, dict) else conv
-        if isinstance(conv, str):
-            attrs[names.GEN_AI_CONVERSATION_ID] = conv
-        fmt = get(body, "text", "format", "type")
-    else:
-        max_tokens = g("max_completion_tokens")
-        _number(attrs, names.GEN_AI_REQUEST_MAX_TOKENS, g("max_tokens") if max_tokens is None else max_tokens)
-        n = g("n")
-        if isinstance(n, int) and not isinstance(n, bool) and n != 1:
-            attrs[names.GEN_AI_REQUEST_CHOICE_COUNT] = n
-        _number(attrs, names.GEN_AI_REQUEST_SEED, g("seed"))
-        _number(attrs, names.GEN_AI_REQUEST_FREQUENCY_PENALTY, g("frequency_penalty"))
-        _number(attrs, names.GEN_AI_REQUEST_PRESENCE_PENALTY, g("presence_penalty"))
-        stop = _stop(g("stop"))
-        if stop is not None:
-            attrs[names.GEN_AI_REQUEST_STOP_SEQUENCES] = stop
-        effort = g("reasoning_effort")
-        if isinstance(effort, str):
-            attrs[names.GEN_AI_REQUEST_REASONING_LEVEL] = effort
-        fmt = get(body, "response_format", "type")
-        if api == EMBEDDINGS:
-            enc = g("encoding_format")
-            if isinstance(enc, str):
-                attrs[names.GEN_AI_REQUEST_ENCODING_FORMATS] = [enc]
-            _number(attrs, names.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, g("dimensions"))
-    _number(attrs, names.GEN_AI_REQUEST_TEMPERATURE, g("temperature"))
-    _number(attrs, names.GEN_AI_REQUEST_TOP_P, g("top_p"))
+        _responses_request_attributes(body, attrs)
+        return
+    # Only the fields present are looked at: a request body usually has four to six of the dozen
+    # that matter, and this runs on every call.
+    keys = body.keys()
+    for key in keys & _NUMBER_FIELDS.keys():
+        value = body[key]
+        if type(value) in (int, float):  # not bool; decoded JSON has no other number types
+            attrs[_NUMBER_FIELDS[key]] = value
+    if keys & _OTHER_FIELDS:
+        _other_request_attributes(api, body, attrs)
+
+
+def _other_request_attributes(api: str, body: dict[str, Any], attrs: dict[str, Any]) -> None:
+    g = body.get
+    _number(attrs, names.GEN_AI_REQUEST_MAX_TOKENS, g("max_completion_tokens"))
+    n = g("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+        attrs[names.GEN_AI_REQUEST_CHOICE_COUNT] = n
+    stop = _stop(g("stop"))
+    if stop is not None:
+        attrs[names.GEN_AI_REQUEST_STOP_SEQUENCES] = stop
+    effort = g("reasoning_effort")
+    if isinstance(effort, str):
+        attrs[names.GEN_AI_REQUEST_REASONING_LEVEL] = effort
+    fmt = get(body, "response_format", "type")
     if isinstance(fmt, str):
         attrs[names.GEN_AI_OUTPUT_TYPE] = "text" if fmt == "text" else "json"
-    tier = g("service_tier")
+    _service_tier(body, attrs)
+    if api == EMBEDDINGS:
+        enc = g("encoding_format")
+        if isinstance(enc, str):
+            attrs[names.GEN_AI_REQUEST_ENCODING_FORMATS] = [enc]
+        _number(attrs, names.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, g("dimensions"))
+
+
+def _responses_request_attributes(body: dict[str, Any], attrs: dict[str, Any]) -> None:
+    g = body.get
+    _number(attrs, names.GEN_AI_REQUEST_MAX_TOKENS, g("max_output_tokens"))
+    effort = get(body, "reasoning", "effort")
+    if isinstance(effort, str):
+        attrs[names.GEN_AI_REQUEST_REASONING_LEVEL] = effort
+    prev = g("previous_response_id")
+    if isinstance(prev, str):
+        attrs[names.GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID] = prev
+    conv = g("conversation")
+    conv = conv.get("id") if isinstance(conv, dict) else conv
+    if isinstance(conv, str):
+        attrs[names.GEN_AI_CONVERSATION_ID] = conv
+    _number(attrs, names.GEN_AI_REQUEST_TEMPERATURE, g("temperature"))
+    _number(attrs, names.GEN_AI_REQUEST_TOP_P, g("top_p"))
+    fmt = get(body, "text", "format", "type")
+    if isinstance(fmt, str):
+        attrs[names.GEN_AI_OUTPUT_TYPE] = "text" if fmt == "text" else "json"
+    _service_tier(body, attrs)
+
+
+def _service_tier(body: dict[str, Any], attrs: dict[str, Any]) -> None:
+    tier = body.get("service_tier")
     if isinstance(tier, str) and tier != "auto":
         attrs[names.OPENAI_REQUEST_SERVICE_TIER] = tier
 

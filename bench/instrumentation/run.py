@@ -97,12 +97,19 @@ def per_chunk(python: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def paired(python: str, rounds: int) -> dict[str, Any]:
+def paired(python: str, rounds: int, configs: list[str] | None) -> dict[str, Any]:
     """Runs `paired.py` (its table goes to our stdout) and returns its results."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
     done = subprocess.run(
-        [python, str(HERE / "paired.py"), "--rounds", str(rounds), "--json"],
+        [
+            python,
+            str(HERE / "paired.py"),
+            "--rounds",
+            str(rounds),
+            "--json",
+            *(["--configs", *configs] if configs else []),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -128,6 +135,9 @@ def main() -> None:
         "--paired-only", action="store_true", help="only the paired measurement (and per-chunk)"
     )
     parser.add_argument("--paired-rounds", type=int, default=40)
+    parser.add_argument(
+        "--paired-configs", nargs="+", default=None, help="paired.py's --configs (default: its own default)"
+    )
     args, harness_args = parser.parse_known_args()
     if args.setup:
         setup(args.venv)
@@ -140,7 +150,7 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="otel-llm-bench-")) / "results.json"
     if args.paired_only:
-        data: dict[str, Any] = {"paired": paired(python, args.paired_rounds)}
+        data: dict[str, Any] = {"paired": paired(python, args.paired_rounds, args.paired_configs)}
         if not args.no_per_chunk:
             data["per_chunk"] = print_per_chunk(python)
         out.write_text(json.dumps(data, indent=1))
@@ -179,7 +189,7 @@ def main() -> None:
     if not args.no_per_chunk:
         data["per_chunk"] = print_per_chunk(python)
     if not args.no_paired:
-        data["paired"] = paired(python, args.paired_rounds)
+        data["paired"] = paired(python, args.paired_rounds, args.paired_configs)
     out.write_text(json.dumps(data, indent=1))
     print(f"\nraw results: {out}")
 

@@ -79,7 +79,7 @@ def loads(data: bytes | str) -> JSON:
     decoding them here skips `json.loads`' encoding detection, several calls on every body.
     """
     try:
-        text = data.decode() if isinstance(data, bytes) else data
+        text = data.decode() if isinstance(data, (bytes, bytearray)) else data
         if text.startswith("\ufeff"):
             text = text[1:]
         return _decode(text)

@@ -10,10 +10,10 @@ import pytest
 
 import otel_llm
 from otel_llm import _config, environment_variables
-from otel_llm._providers._common import Result, SseScanner
+from otel_llm._providers._common import Result, SseScanner, loads
 from otel_llm._providers.anthropic import MessagesStream
 from otel_llm._providers.compat import Endpoint, parse_host_map, recognise
-from otel_llm._providers.openai import ChatStream
+from otel_llm._providers.openai import CHAT, EMBEDDINGS, ChatStream, request_attributes
 
 UA_OPENAI = {"user-agent": "OpenAI/Python 3.57.0"}
 
@@ -198,3 +198,53 @@ def test_entry_point_declared() -> None:
 
 def test_instrumentation_dependencies_are_lenient() -> None:
     assert list(otel_llm.LLMInstrumentor().instrumentation_dependencies()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"a": 1}', {"a": 1}),
+        (bytearray(b'{"a": 1}'), {"a": 1}),
+        ('{"a": "\u00e9"}', {"a": "\u00e9"}),
+        ("\ufeff{}".encode(), {}),  # UTF-8 with a byte-order mark
+        (b'{"a": "\xff"}', None),  # not UTF-8
+        (b"not json", None),
+        (b'{"a": 1} trailing', None),
+        (b"", None),
+    ],
+)
+def test_loads(data: bytes | str, expected: object) -> None:
+    assert loads(data) == expected
+
+
+def test_chat_request_attributes_read_only_well_typed_fields() -> None:
+    attrs: dict[str, object] = {}
+    body = {
+        "model": "m",
+        "messages": [],
+        "max_tokens": 10,
+        "max_completion_tokens": 20,  # the newer name wins
+        "temperature": True,  # a JSON true is no temperature
+        "top_p": 0.5,
+        "seed": "7",  # nor is a string a seed
+        "n": 2,
+        "stop": "END",
+        "dimensions": 64,  # not a chat parameter
+        "service_tier": "flex",
+    }
+    request_attributes(CHAT, body, attrs)
+    assert attrs == {
+        "gen_ai.request.max_tokens": 20,
+        "gen_ai.request.top_p": 0.5,
+        "gen_ai.request.choice.count": 2,
+        "gen_ai.request.stop_sequences": ["END"],
+        "openai.request.service_tier": "flex",
+    }
+
+
+def test_embeddings_request_attributes() -> None:
+    attrs: dict[str, object] = {}
+    request_attributes(
+        EMBEDDINGS, {"model": "e", "input": "x", "dimensions": 64, "encoding_format": "float"}, attrs
+    )
+    assert attrs == {"gen_ai.embeddings.dimension.count": 64, "gen_ai.request.encoding_formats": ["float"]}

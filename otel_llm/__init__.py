@@ -19,7 +19,8 @@ any OpenAI-compatible server) or to Anthropic's `/v1/messages`. Each call gets o
 `{gen_ai.operation.name} {gen_ai.request.model}` with the GenAI attributes (usage with cache and
 reasoning tokens, response id, finish reasons, `server.address`/`server.port`, `error.type`), and the
 metrics `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` and, for streams,
-`gen_ai.client.operation.time_to_first_chunk`.
+`gen_ai.client.operation.time_to_first_chunk` (and `gen_ai.client.operation.time_per_output_chunk`,
+one point per chunk, with `OTEL_LLM_TIME_PER_OUTPUT_CHUNK=true`: off by default for its cost).
 
 Streams: the span ends when the stream ends, fails, is closed or leaves its `with` block, or is
 garbage-collected unread (`otel_llm.stream.abandoned=true`). The span also carries

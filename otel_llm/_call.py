@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from array import array
 from typing import Any
 
 from opentelemetry import trace
@@ -38,6 +39,10 @@ NATIVE_SPAN_PREFIXES = ("anthropic.messages.",)
 
 # A non-streamed body bigger than this is not kept for parsing (its usage is then missing).
 MAX_BODY_BYTES = 16 * 1024 * 1024
+
+# Gaps between chunks (for `gen_ai.client.operation.time_per_output_chunk`, when switched on) are kept
+# during a stream and recorded at its end, or when this many have piled up: 8 KiB per stream at most.
+CHUNK_GAPS_BUFFER = 1024
 
 
 def is_native_call_span(span: Span) -> bool:
@@ -102,6 +107,7 @@ class LLMCall:
         "_body_size",
         "_lock",
         "api",
+        "chunk_gaps",
         "chunks",
         "context",
         "ended",
@@ -109,6 +115,7 @@ class LLMCall:
         "first_chunk",
         "input_content",
         "last_chunk",
+        "last_event",
         "metric_attrs",
         "native",
         "parser",
@@ -135,6 +142,8 @@ class LLMCall:
         self.chunks = 0
         self.first_chunk = 0.0
         self.last_chunk = 0.0
+        self.last_event = 0.0
+        self.chunk_gaps: array[float] | None = None
         self._body_chunks: list[bytes] | None = None
         self._body_size = 0
         self.input_content: tuple[Any, Any] | None = None
@@ -221,8 +230,40 @@ class LLMCall:
                 self.parser = oai.ResponsesStream(r, content)
             else:
                 self.parser = oai.ChatStream(self.api, r, content)
+            if self.rt.settings.time_per_output_chunk:
+                self.chunk_gaps = array("d")
         else:
             self._body_chunks = []
+
+    def note_events(self, now: float, events: int) -> None:
+        """Called (only when time per output chunk is on) for each network read that completed `events`
+        SSE events, at time `now`: every event after the first gets its gap to the one before, and
+        events that arrived in the same read are 0 s apart."""
+        gaps = self.chunk_gaps
+        if not events or gaps is None:
+            return
+        if self.last_event:
+            gaps.append(now - self.last_event)
+        # else: the first event, which has no gap
+        if events > 1:
+            gaps.extend([0.0] * (events - 1))
+        self.last_event = now
+        if len(gaps) >= CHUNK_GAPS_BUFFER:
+            # Record all but the newest: that one may be the `[DONE]` marker's, dropped at the end.
+            self._record_gaps(gaps[:-1])
+            del gaps[:-1]
+
+    def _metric_attributes(self) -> dict[str, Any]:
+        model = self.result.response_model
+        if model is None:
+            return self.metric_attrs
+        return {**self.metric_attrs, names.GEN_AI_RESPONSE_MODEL: model}
+
+    def _record_gaps(self, gaps: array[float], attrs: dict[str, Any] | None = None) -> None:
+        record = self.rt.instruments.time_per_chunk.record
+        attrs = self._metric_attributes() if attrs is None else attrs
+        for gap in gaps:
+            record(gap, attrs)
 
     def keep(self, data: bytes) -> None:
         """Keeps a piece of a non-SSE body (bounded)."""
@@ -282,9 +323,7 @@ class LLMCall:
                 error_type = error_code(body) or str(self.status_code)
             elif r.error_type is not None:
                 error_type = r.error_type
-        attrs = self.metric_attrs
-        if r.response_model is not None:
-            attrs = {**attrs, names.GEN_AI_RESPONSE_MODEL: r.response_model}
+        attrs = self._metric_attributes()
 
         target = self.span
         if target is None and rt.settings.native_spans is NativeSpans.COMPLETE:
@@ -307,8 +346,12 @@ class LLMCall:
             inst.usage_missing.add(1, attrs)
         if self.sse and self.first_chunk:
             inst.ttfc.record(self.first_chunk - self.start, attrs)
-            if rt.settings.time_per_output_chunk and self.chunks > 1:
-                inst.time_per_chunk.record((self.last_chunk - self.first_chunk) / (self.chunks - 1), attrs)
+        gaps = self.chunk_gaps
+        if gaps:
+            if getattr(self.parser, "done_seen", False):
+                del gaps[-1]  # the `[DONE]` marker, the last event, is not a chunk of output
+            self._record_gaps(gaps, attrs)
+            del gaps[:]
         if rt.settings.content_in_event and self.span is not None:
             self._emit_event(attrs, error_type)
 

@@ -32,8 +32,11 @@ def _watcher(call: LLMCall) -> Callable[[bytes], None]:
     Never raises: a fault of ours stops the watching for the rest of this body and is counted.
     """
     parser = call.parser
-    feed = parser.scanner.feed if parser is not None else None
+    scanner = parser.scanner if parser is not None else None
+    feed = scanner.feed if scanner is not None else None
     keep = call.keep if parser is None else None
+    # The scanner's event count, read around each feed, when the gaps between chunks are recorded.
+    counted = scanner if call.chunk_gaps is not None else None
 
     def watch(data: bytes) -> None:
         nonlocal feed, keep
@@ -43,7 +46,12 @@ def _watcher(call: LLMCall) -> Callable[[bytes], None]:
                 if not call.first_chunk:
                     call.first_chunk = now
                 call.last_chunk = now
-                feed(data)
+                if counted is not None:
+                    before = counted.events
+                    feed(data)
+                    call.note_events(now, counted.events - before)
+                else:
+                    feed(data)
             elif keep is not None:
                 keep(data)
         except Exception:

@@ -184,9 +184,14 @@ def test_time_per_output_chunk_opt_in(server: CassetteServer, instrument: Callab
     client, stream = _openai_stream(server, **{"x-fake-chunk-delay": "0.01"})
     with client:
         list(stream)
+    attrs = _one_span(t)
     ((_, point),) = t.metrics()[m.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK]
-    assert point.count == 1
-    assert point.sum >= 0.005
+    # One point per chunk after the first, as the conventions define it; [DONE] is no chunk.
+    assert point.count == OAI_EVENTS - 1 == attrs[a.OTEL_LLM_STREAM_CHUNK_COUNT] - 1
+    assert point.min >= 0.005
+    span_window = attrs[a.OTEL_LLM_STREAM_TIME_TO_LAST_CHUNK] - attrs[a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert 0.005 * (OAI_EVENTS - 1) <= point.sum <= span_window + 1e-6
+    assert list(point.explicit_bounds) == list(m.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK_BUCKETS)
 
 
 def test_stream_helper(server: CassetteServer, telemetry: Telemetry) -> None:

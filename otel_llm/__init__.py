@@ -21,6 +21,8 @@ reasoning tokens, response id, finish reasons, `server.address`/`server.port`, `
 metrics `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` and, for streams,
 `gen_ai.client.operation.time_to_first_chunk` (and `gen_ai.client.operation.time_per_output_chunk`,
 one point per chunk, with `OTEL_LLM_TIME_PER_OUTPUT_CHUNK=true`: off by default for its cost).
+Behind the otel-llm collector, `OTEL_LLM_CLIENT_METRICS=false` leaves those histograms to it (its
+`genai_metrics` processor derives them from the spans) and saves about a third of the per-call cost.
 
 Streams: the span ends when the stream ends, fails, is closed or leaves its `with` block, or is
 garbage-collected unread (`otel_llm.stream.abandoned=true`). The span also carries

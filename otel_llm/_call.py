@@ -333,17 +333,25 @@ class LLMCall:
         remember(self.span or self.native or trace.INVALID_SPAN, r.response_id)
 
         inst = rt.instruments
+        if rt.settings.client_metrics:
+            self._record_client_metrics(now, error_type, attrs)
+        if r.input_tokens is None and r.output_tokens is None and error_type is None:
+            inst.usage_missing.add(1, attrs)
+        if rt.settings.content_in_event and self.span is not None:
+            self._emit_event(attrs, error_type)
+
+    def _record_client_metrics(self, now: float, error_type: str | None, attrs: dict[str, Any]) -> None:
+        """The upstream gen_ai.client.* histograms (off with OTEL_LLM_CLIENT_METRICS=false)."""
+        inst = self.rt.instruments
+        r = self.result
         if error_type is not None:
             inst.duration.record(now - self.start, {**attrs, names.ERROR_TYPE: error_type})
         else:
             inst.duration.record(now - self.start, attrs)
-        has_usage = r.input_tokens is not None or r.output_tokens is not None
         if r.input_tokens is not None:
             inst.token_usage.record(r.input_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "input"})
         if r.output_tokens is not None:
             inst.token_usage.record(r.output_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "output"})
-        if not has_usage and error_type is None:
-            inst.usage_missing.add(1, attrs)
         if self.sse and self.first_chunk:
             inst.ttfc.record(self.first_chunk - self.start, attrs)
         gaps = self.chunk_gaps
@@ -352,8 +360,6 @@ class LLMCall:
                 del gaps[-1]  # the `[DONE]` marker, the last event, is not a chunk of output
             self._record_gaps(gaps, attrs)
             del gaps[:]
-        if rt.settings.content_in_event and self.span is not None:
-            self._emit_event(attrs, error_type)
 
     def _set_span(
         self,

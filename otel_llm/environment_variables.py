@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT",
+    "OTEL_LLM_CLIENT_METRICS",
     "OTEL_LLM_CONTENT_MAX_LENGTH",
     "OTEL_LLM_NATIVE_SDK_SPANS",
     "OTEL_LLM_PROVIDER_HOSTS",
@@ -66,10 +67,25 @@ OTEL_LLM_NATIVE_SDK_SPANS = "OTEL_LLM_NATIVE_SDK_SPANS"
   per call; only for comparing the two).
 """
 
+OTEL_LLM_CLIENT_METRICS = "OTEL_LLM_CLIENT_METRICS"
+"""`false` to record none of the upstream client histograms in the application (spans only).
+
+Default: `true`: `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` and, for streams,
+`gen_ai.client.operation.time_to_first_chunk` are recorded through the metrics API. With `false` the
+application only makes spans, which carry everything those metrics are made of, and the otel-llm
+collector's `genai_metrics` processor derives the same metrics from them (its default
+`client_metrics: auto` does so for every service that sends none itself). That saves three to four
+histogram records per call, about a third of otel-llm's overhead on a plain call
+(`bench/instrumentation`). Derived metrics see only the spans that reach the collector: with a
+sampler that drops spans, they undercount. `otel_llm.usage.missing` and
+`otel_llm.instrumentation.errors` are counted either way. Together with
+`OTEL_LLM_NATIVE_SDK_SPANS=metrics_only`, a call the SDK traces itself gets nothing from otel-llm.
+"""
+
 OTEL_LLM_TIME_PER_OUTPUT_CHUNK = "OTEL_LLM_TIME_PER_OUTPUT_CHUNK"
 """`true` to record the `gen_ai.client.operation.time_per_output_chunk` histogram.
 
-Default: `false`. As the conventions define it: one point per chunk (SSE event) after the first, the
+Default: `false`; ignored when `OTEL_LLM_CLIENT_METRICS=false`. As the conventions define it: one point per chunk (SSE event) after the first, the
 time since the previous one; events that arrive in the same network read are 0 s apart, and the
 `[DONE]` marker is not a chunk. The gaps are kept in a small buffer during the stream (8 KiB at most)
 and recorded when it ends, or every 1,024 chunks, so the per-chunk work stays a fraction of a

@@ -288,6 +288,21 @@ def test_native_anthropic_metrics_only(server: CassetteServer, instrument: Calla
     assert m.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK in t.metrics()
 
 
+def test_client_metrics_off_leaves_spans_whole(
+    server: CassetteServer, instrument: Callable[..., Telemetry]
+) -> None:
+    t = instrument(OTEL_LLM_CLIENT_METRICS="false", OTEL_LLM_TIME_PER_OUTPUT_CHUNK="true")
+    _chat(server)
+    _replay(server, CHAT_STREAM)
+    plain, streamed = (dict(s.attributes or {}) for s in t.genai_spans())
+    for attrs in (plain, streamed):
+        # Everything the collector needs to derive the same metrics is on the span.
+        assert attrs[a.GEN_AI_USAGE_INPUT_TOKENS] > 0 and attrs[a.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+        assert attrs[a.GEN_AI_RESPONSE_MODEL]
+    assert streamed[a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert [name for name in t.metrics() if name.startswith("gen_ai.")] == []
+
+
 @_sdk.needs_anthropic_tracing
 def test_native_anthropic_duplicate(server: CassetteServer, instrument: Callable[..., Telemetry]) -> None:
     t = instrument(OTEL_LLM_NATIVE_SDK_SPANS="duplicate")

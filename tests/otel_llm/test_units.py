@@ -114,6 +114,12 @@ def test_settings_defaults_and_values() -> None:
     assert s.content_mode is _config.ContentMode.NO_CONTENT
     assert not s.capture_content and not s.emit_event
     assert s.native_spans is _config.NativeSpans.COMPLETE
+    assert s.client_metrics and not s.time_per_output_chunk
+    off = _config.from_environment(
+        {"OTEL_LLM_CLIENT_METRICS": "False", "OTEL_LLM_TIME_PER_OUTPUT_CHUNK": "true"}
+    )
+    assert not off.client_metrics and not off.time_per_output_chunk
+    assert _config.from_environment({"OTEL_LLM_CLIENT_METRICS": "no"}).client_metrics  # not `false`: default
     s = _config.from_environment(
         {
             "OTEL_SEMCONV_STABILITY_OPT_IN": "http, gen_ai_latest_experimental",

@@ -24,6 +24,8 @@ Same SDK providers (counting exporters), same server, same calls as the shared h
   streams it is lower still than what a stream needs: it does not record time to first chunk.)
 - `otel-llm-noop` (not in the default set): otel-llm with a no-op tracer and meter, i.e. its own code
   alone (hook, recognition, JSON decoding, bookkeeping) in the real call loop.
+- `otel-llm-spans-only` (not in the default set): otel-llm with `OTEL_LLM_CLIENT_METRICS=false`, the
+  mode in which the collector derives the client metrics from the spans.
 
 Each baseline block is checked to have produced no span (an uninstrument that left a hook behind
 would make every overhead look smaller).
@@ -52,7 +54,7 @@ from _paths import HARNESS
 sys.path.insert(0, str(HARNESS))
 import bench_client as shared
 
-CONFIGS = ("otel-llm", "genai-openai", "sdk-floor", "otel-llm-noop")
+CONFIGS = ("otel-llm", "genai-openai", "sdk-floor", "otel-llm-noop", "otel-llm-spans-only")
 
 
 class Toggle:
@@ -81,6 +83,23 @@ def _otel_llm_noop() -> Toggle:
         lambda: inst.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()),
         inst.uninstrument,
     )
+
+
+def _otel_llm_spans_only() -> Toggle:
+    import os
+
+    from otel_llm import LLMInstrumentor
+
+    inst = LLMInstrumentor()
+
+    def on() -> None:
+        os.environ["OTEL_LLM_CLIENT_METRICS"] = "false"  # read once, by instrument()
+        try:
+            inst.instrument()
+        finally:
+            del os.environ["OTEL_LLM_CLIENT_METRICS"]
+
+    return Toggle(on, inst.uninstrument)
 
 
 def _genai_openai() -> Toggle:
@@ -203,6 +222,7 @@ def measure(port: int, args: Any) -> dict[str, Any]:
         "otel-llm": _otel_llm,
         "genai-openai": _genai_openai,
         "otel-llm-noop": _otel_llm_noop,
+        "otel-llm-spans-only": _otel_llm_spans_only,
     }
     toggles = {name: factories[name]() for name in args.configs if name in factories}
     if "sdk-floor" in args.configs:
@@ -300,7 +320,7 @@ def report(results: dict[str, Any], args: Any) -> None:
     if peers:
         print("\n| ratio of medians | " + " | ".join(titles[m] for m in modes) + " |")
         print("|---" * (len(modes) + 1) + "|")
-        for name in ("otel-llm", "sdk-floor", "otel-llm-noop"):
+        for name in ("otel-llm", "sdk-floor", "otel-llm-noop", "otel-llm-spans-only"):
             if name not in args.configs:
                 continue
             cells = []

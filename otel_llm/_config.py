@@ -36,6 +36,7 @@ class Settings:
     native_spans: NativeSpans = NativeSpans.COMPLETE
     # Whether the upstream gen_ai.client.* histograms are recorded in the application.
     client_metrics: bool = True
+    # One of those histograms, so only ever on together with client_metrics (see __post_init__).
     time_per_output_chunk: bool = False
     # Derived from the fields above once, here, because every call reads them (plain attributes are
     # cheaper to read than properties on the per-call path).
@@ -52,6 +53,7 @@ class Settings:
         object.__setattr__(self, "content_on_span", on_span)
         object.__setattr__(self, "content_in_event", in_event)
         object.__setattr__(self, "capture_content", on_span or in_event)
+        object.__setattr__(self, "time_per_output_chunk", self.time_per_output_chunk and self.client_metrics)
 
 
 def _flag(value: str | None) -> bool | None:
@@ -81,7 +83,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         max_length = DEFAULT_CONTENT_MAX_LENGTH
     if max_length < 1:
         max_length = DEFAULT_CONTENT_MAX_LENGTH
-    client_metrics = _flag(e.get(env.OTEL_LLM_CLIENT_METRICS)) is not False
     native_raw = e.get(env.OTEL_LLM_NATIVE_SDK_SPANS, "").strip().lower()
     native = {n.value: n for n in NativeSpans}.get(native_raw, NativeSpans.COMPLETE)
     return Settings(
@@ -90,6 +91,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         content_max_length=max_length,
         host_map=parse_host_map(e.get(env.OTEL_LLM_PROVIDER_HOSTS)),
         native_spans=native,
-        client_metrics=client_metrics,
-        time_per_output_chunk=client_metrics and _flag(e.get(env.OTEL_LLM_TIME_PER_OUTPUT_CHUNK)) is True,
+        client_metrics=_flag(e.get(env.OTEL_LLM_CLIENT_METRICS)) is not False,
+        time_per_output_chunk=_flag(e.get(env.OTEL_LLM_TIME_PER_OUTPUT_CHUNK)) is True,
     )

@@ -72,9 +72,7 @@ def request_attributes(api: str, body: JSON, attrs: dict[str, Any]) -> None:
     # that matter, and this runs on every call.
     keys = body.keys()
     for key in keys & _NUMBER_FIELDS.keys():
-        value = body[key]
-        if type(value) in (int, float):  # not bool; decoded JSON has no other number types
-            attrs[_NUMBER_FIELDS[key]] = value
+        _number(attrs, _NUMBER_FIELDS[key], body[key])
     if keys & _OTHER_FIELDS:
         _other_request_attributes(api, body, attrs)
 

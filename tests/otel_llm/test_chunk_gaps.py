@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 
-from otel_llm import _call
+from otel_llm import _call, _stream
 from otel_llm._call import LLMCall, Runtime
 from otel_llm._config import Settings
 from otel_llm._instruments import Instruments
@@ -42,12 +42,17 @@ def _call_with(t: Telemetry, settings: Settings | None = None) -> LLMCall:
     return call
 
 
-def _read(call: LLMCall, now: float, data: bytes) -> None:
-    """What the stream tee does for one network read at time `now`."""
-    scanner = call.parser.scanner
-    before = scanner.events
-    scanner.feed(data)
-    call.note_events(now, scanner.events - before)
+class _Reads:
+    """Feeds network reads through the stream tee's own per-read step, at made-up times."""
+
+    def __init__(self, call: LLMCall, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 0.0
+        monkeypatch.setattr(_stream, "perf_counter", lambda: self.now)
+        self._watch = _stream._watcher(call)
+
+    def __call__(self, now: float, data: bytes) -> None:
+        self.now = now
+        self._watch(data)
 
 
 def _gaps_point(t: Telemetry) -> object:
@@ -55,13 +60,14 @@ def _gaps_point(t: Telemetry) -> object:
     return point
 
 
-def test_events_read_together_are_zero_apart_and_done_is_no_chunk() -> None:
+def test_events_read_together_are_zero_apart_and_done_is_no_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     t = make_telemetry()
     call = _call_with(t)
-    _read(call, 10.0, _event(0) + _event(1))  # first event, then one 0 s after it
-    _read(call, 10.5, _event(2)[:20])  # half an event: nothing completed yet
-    _read(call, 10.75, _event(2)[20:])  # completes at 10.75: 0.75 s after the last one
-    _read(call, 11.0, LAST + DONE)  # 0.25 s, then [DONE], which is dropped
+    read = _Reads(call, monkeypatch)
+    read(10.0, _event(0) + _event(1))  # first event, then one 0 s after it
+    read(10.5, _event(2)[:20])  # half an event: nothing completed yet
+    read(10.75, _event(2)[20:])  # completes at 10.75: 0.75 s after the last one
+    read(11.0, LAST + DONE)  # 0.25 s, then [DONE], which is dropped
     call.end()
     point = _gaps_point(t)
     assert point.count == 3  # type: ignore[attr-defined]
@@ -75,21 +81,23 @@ def test_gaps_are_recorded_in_bounded_batches(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(_call, "CHUNK_GAPS_BUFFER", 8)
     t = make_telemetry()
     call = _call_with(t)
+    read = _Reads(call, monkeypatch)
     for i in range(30):
-        _read(call, 100.0 + i, _event(i))  # perf_counter() times, never 0
+        read(100.0 + i, _event(i))  # perf_counter() times, never 0
         assert call.chunk_gaps is not None and len(call.chunk_gaps) < 8
     assert _gaps_point(t).count == 28  # type: ignore[attr-defined]  # 4 batches of 7, the newest kept
-    _read(call, 130.0, DONE)
+    read(130.0, DONE)
     call.end()
     point = _gaps_point(t)
     assert point.count == 29  # type: ignore[attr-defined]  # 30 chunks; [DONE] dropped
     assert point.sum == pytest.approx(29.0)  # type: ignore[attr-defined]
 
 
-def test_no_gaps_without_the_setting() -> None:
+def test_no_gaps_without_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     t = make_telemetry()
     call = _call_with(t, Settings())
     assert call.chunk_gaps is None
-    _read(call, 1.0, _event(0) + _event(1))
+    read = _Reads(call, monkeypatch)
+    read(1.0, _event(0) + _event(1))
     call.end()
     assert m.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK not in t.metrics()

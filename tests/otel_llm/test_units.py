@@ -119,6 +119,7 @@ def test_settings_defaults_and_values() -> None:
         {"OTEL_LLM_CLIENT_METRICS": "False", "OTEL_LLM_TIME_PER_OUTPUT_CHUNK": "true"}
     )
     assert not off.client_metrics and not off.time_per_output_chunk
+    assert not _config.Settings(client_metrics=False, time_per_output_chunk=True).time_per_output_chunk
     assert _config.from_environment({"OTEL_LLM_CLIENT_METRICS": "no"}).client_metrics  # not `false`: default
     s = _config.from_environment(
         {

@@ -50,6 +50,13 @@ def setup(venv: Path) -> None:
     )
 
 
+def client_environment() -> dict[str, str]:
+    """Our environment without any instrumentation's settings, with otel-llm and the bench importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
+    return env
+
+
 def run_client(
     python: str, config: str, content: str, port: int, args: Any, cpu: int | None = None
 ) -> dict[str, Any]:
@@ -72,10 +79,9 @@ def run_client(
         "--warmup",
         str(args.warmup),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+    env = client_environment()
     env["OTEL_SDK_DISABLED"] = "false"
     env["PYTHONHASHSEED"] = "0"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
     done = subprocess.run(
         cmd,
         capture_output=True,
@@ -90,7 +96,7 @@ def run_client(
 
 
 def per_chunk(python: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    env = client_environment()
     done = subprocess.run(
         [python, str(HERE / "per_chunk.py")], capture_output=True, text=True, env=env, timeout=600, check=True
     )
@@ -99,8 +105,7 @@ def per_chunk(python: str) -> dict[str, Any]:
 
 def paired(python: str, rounds: int, configs: list[str] | None) -> dict[str, Any]:
     """Runs `paired.py` (its table goes to our stdout) and returns its results."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
+    env = client_environment()
     done = subprocess.run(
         [
             python,
